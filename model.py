@@ -1,0 +1,296 @@
+"""The policy: a tiny GPT with a preallocated KV cache, and checkpoints.
+
+GPT: token embedding, rotary position embedding (RoPE), RMSNorm, causal
+`scaled_dot_product_attention`, a GELU MLP, and a tied or untied LM head. Batches of
+prompts of different lengths are left-padded: each row carries its own positions
+(RoPE counts from the row's first real token) and its padding is masked out of
+attention, so a row's outputs do not depend on what else is in the batch.
+
+Every policy (this GPT, and the Hugging Face adapter) offers the same interface:
+    prefill(prompt_ids [B, P], prompt_mask [B, P], n_repeat, max_new_tokens) -> (logits [B*n, V], cache)
+    decode(tokens [R], cache) -> logits [R, V]               one token per row, cache updated in place
+    forward(input_ids [R, T], attention_mask [R, T], response_mask [R, L], ...) -> (logp [R, L], entropy)
+The forward is the log-prob mode used for training: only response positions (the last
+L columns) go through the LM head, via logprob.py, inside the module's own forward so
+that wrappers (DDP, FSDP2) see an ordinary forward.
+
+Checkpoints follow DESIGN.md: runs/<name>/ckpt_<step>/ holds the weights
+(model.safetensors), trainer.pt (optimizer, step, RNG) and config.yaml; each is
+written under a temporary name and renamed when complete; runs/<name>/latest names
+the newest.
+"""
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_model, save_model
+
+import logprob
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 128        # embedding rows; ids the tokenizer cannot decode are masked, never sampled
+    block_size: int = 1024       # longest sequence (prompt + response)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    tie_embeddings: bool = True  # LM head shares the token embedding
+    rope_base: float = 10000.0
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+def rope_tables(head_dim: int, max_len: int, base: float):
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)  # [max_len, head_dim/2]
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x, cos, sin):
+    """x [B, H, T, hd]; cos/sin [B, 1, T, hd/2]: rotate the two halves of each head."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+def causal_padding_mask(attention_mask):
+    """[B, T] (1 = real token) -> [B, 1, T, T] bool: causal, padding keys hidden.
+
+    A padding query may see itself, so no row of the softmax is empty (its output is never used).
+    """
+    T = attention_mask.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=attention_mask.device).tril()
+    keys = attention_mask.bool()[:, None, None, :] | torch.eye(T, dtype=torch.bool, device=attention_mask.device)
+    return causal & keys
+
+
+class KVCache:
+    """Preallocated keys and values (gpt-fast style), written in place at the current slot.
+
+    Rows are left-padded prompts: slot s of row b holds a real key when key_valid[b, s].
+    All rows advance together, one slot per decode step; positions are per row.
+    """
+
+    def __init__(self, n_layer, batch, n_head, capacity, head_dim, dtype, device):
+        self.keys = torch.zeros(n_layer, batch, n_head, capacity, head_dim, dtype=dtype, device=device)
+        self.values = torch.zeros_like(self.keys)
+        self.key_valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.next_position = torch.zeros(batch, dtype=torch.long, device=device)
+        self.length = 0  # slots filled
+
+    def repeat_interleave(self, n: int) -> "KVCache":
+        """Each row copied n times (prefill a prompt once, then decode its n responses)."""
+        copy = KVCache.__new__(KVCache)
+        copy.keys = self.keys.repeat_interleave(n, dim=1)
+        copy.values = self.values.repeat_interleave(n, dim=1)
+        copy.key_valid = self.key_valid.repeat_interleave(n, dim=0)
+        copy.next_position = self.next_position.repeat_interleave(n, dim=0)
+        copy.length = self.length
+        return copy
+
+
+class Attention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache=None, layer=0):
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)  # [B, H, T, hd] each
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # write this step's keys at the current slots, attend over all filled slots
+            end = cache.length + T
+            cache.keys[layer, :, :, cache.length:end] = k
+            cache.values[layer, :, :, cache.length:end] = v
+            k, v = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, T, hd]
+        return self.proj(y.transpose(1, 2).reshape(B, T, d))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(config.n_embd)
+        self.attn = Attention(config)
+        self.mlp_norm = nn.RMSNorm(config.n_embd)
+        self.mlp = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd, bias=False), nn.GELU(),
+                                 nn.Linear(4 * config.n_embd, config.n_embd, bias=False))
+
+    def forward(self, x, cos, sin, mask, cache=None, layer=0):
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+# ----------------------------------------------------------------------------- the model
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = nn.RMSNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        cos, sin = rope_tables(config.n_embd // config.n_head, config.block_size, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)  # [block_size, hd/2]
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():  # residual branches start small (GPT-2)
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def hidden_states(self, input_ids, positions, mask, cache=None):
+        """input_ids, positions [B, T]; mask [B, 1, T, S] bool -> final-norm hidden states [B, T, d]."""
+        if int(positions.max()) >= self.config.block_size:
+            raise ValueError(f"sequence longer than model.block_size={self.config.block_size}")
+        cos = self.rope_cos[positions].unsqueeze(1)  # [B, 1, T, hd/2]
+        sin = self.rope_sin[positions].unsqueeze(1)
+        x = self.tok_emb(input_ids)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask, cache, layer)
+        return self.norm(x)
+
+    def logits(self, input_ids, attention_mask):
+        """Full logits [B, T, V] of a left-padded batch: the simple reference the tests compare against."""
+        positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+        return self.lm_head(self.hidden_states(input_ids, positions, causal_padding_mask(attention_mask)))
+
+    def forward(self, input_ids, attention_mask, response_mask, *, temperature=1.0, valid_vocab=None,
+                return_entropy=False, fused=True):
+        """Log-prob mode: per-token log-probs (and entropy) of the responses, the last L columns.
+
+        input_ids, attention_mask [R, T]: left-padded prompt followed by the response;
+        response_mask [R, L]: 1 on response tokens to score. Returns logp [R, L] (0 off the
+        mask) and entropy [R, L] or None. Only masked response positions reach the LM head.
+        """
+        L = response_mask.shape[1]
+        positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+        hidden = self.hidden_states(input_ids, positions, causal_padding_mask(attention_mask))  # [R, T, d]
+        return head_logprobs(hidden[:, -L - 1:-1], input_ids[:, -L:], response_mask, self.lm_head.weight,
+                             temperature, valid_vocab, return_entropy, fused)
+
+    @torch.no_grad()
+    def prefill(self, prompt_ids, prompt_mask, n_repeat: int, max_new_tokens: int):
+        """Run the B distinct prompts once, then copy each row's cache to its n_repeat responses."""
+        B, P = prompt_ids.shape
+        hd = self.config.n_embd // self.config.n_head
+        param = self.tok_emb.weight
+        cache = KVCache(self.config.n_layer, B, self.config.n_head, P + max_new_tokens, hd, param.dtype, param.device)
+        positions = (prompt_mask.long().cumsum(1) - 1).clamp(min=0)
+        hidden = self.hidden_states(prompt_ids, positions, causal_padding_mask(prompt_mask), cache)
+        cache.key_valid[:, :P] = prompt_mask.bool()
+        cache.next_position = positions[:, -1] + 1
+        cache.length = P
+        cache = cache.repeat_interleave(n_repeat)
+        return self.lm_head(hidden[:, -1]).repeat_interleave(n_repeat, dim=0), cache  # [B*n, V]
+
+    @torch.no_grad()
+    def decode(self, tokens, cache: KVCache):
+        """tokens [R] -> next-token logits [R, V]; writes one slot of the cache."""
+        slot = cache.length
+        cache.key_valid[:, slot] = True
+        mask = cache.key_valid[:, None, None, :slot + 1]  # [R, 1, 1, S]
+        hidden = self.hidden_states(tokens[:, None], cache.next_position[:, None], mask, cache)
+        cache.length += 1
+        cache.next_position += 1
+        return self.lm_head(hidden[:, 0])
+
+    # checkpoint weights: the Hugging Face adapter offers the same two methods (save_pretrained)
+    def save_weights(self, directory):
+        save_model(self, os.path.join(directory, "model.safetensors"))
+        with open(os.path.join(directory, "gpt_config.json"), "w") as f:
+            json.dump(asdict(self.config), f, indent=1)
+
+    def load_weights(self, directory):
+        load_model(self, os.path.join(directory, "model.safetensors"), device=str(self.tok_emb.weight.device))
+
+    @classmethod
+    def from_weights(cls, directory, device="cpu"):
+        with open(os.path.join(directory, "gpt_config.json")) as f:
+            model = cls(GPTConfig(**json.load(f))).to(device)
+        model.load_weights(directory)
+        return model
+
+
+def head_logprobs(hidden, targets, response_mask, weight, temperature, valid_vocab, return_entropy, fused):
+    """hidden [R, L, d] predicting targets [R, L]; only positions where response_mask is 1 reach the head."""
+    select = response_mask.bool()
+    compute = logprob.fused_logprobs if fused else logprob.naive_logprobs
+    result = compute(hidden[select], weight, targets[select], temperature=temperature,
+                     valid_vocab=valid_vocab, return_entropy=return_entropy)
+    logp_selected, entropy_selected = result if return_entropy else (result, None)
+    logp = hidden.new_zeros(select.shape, dtype=torch.float32).masked_scatter(select, logp_selected)
+    if entropy_selected is None:
+        return logp, None
+    return logp, hidden.new_zeros(select.shape, dtype=torch.float32).masked_scatter(select, entropy_selected)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(run_dir, step: int, model, trainer_state: dict, config: dict, keep: int = 2) -> str:
+    """Write runs/<name>/ckpt_<step>/ atomically (temp dir, then rename) and point `latest` at it."""
+    final = os.path.join(run_dir, f"ckpt_{step}")
+    temp = final + f".tmp-{os.getpid()}"
+    shutil.rmtree(temp, ignore_errors=True)
+    os.makedirs(temp)
+    model.save_weights(temp)
+    torch.save(trainer_state, os.path.join(temp, "trainer.pt"))
+    with open(os.path.join(temp, "config.yaml"), "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    if os.path.exists(final):  # re-saving a step (e.g. after a resume): swap out the old copy
+        shutil.rmtree(final)
+    os.replace(temp, final)
+    _write_atomic(os.path.join(run_dir, "latest"), os.path.basename(final) + "\n")
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_atomic(path, text):
+    temp = f"{path}.tmp-{os.getpid()}"
+    with open(temp, "w") as f:
+        f.write(text)
+    os.replace(temp, path)
+
+
+def list_checkpoints(run_dir) -> list[str]:
+    """Complete checkpoint directories, oldest first (temporary ones are ignored)."""
+    if not os.path.isdir(run_dir):
+        return []
+    steps = [int(n[5:]) for n in os.listdir(run_dir) if n.startswith("ckpt_") and n[5:].isdigit()]
+    return [os.path.join(run_dir, f"ckpt_{s}") for s in sorted(steps)]
+
+
+def latest_checkpoint(run_dir):
+    """The checkpoint `latest` names, or None when the run has none."""
+    pointer = os.path.join(run_dir, "latest")
+    if not os.path.exists(pointer):
+        return None
+    with open(pointer) as f:
+        path = os.path.join(run_dir, f.read().strip())
+    return path if os.path.isdir(path) else None

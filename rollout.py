@@ -1,0 +1,146 @@
+"""Batched sampling with a KV cache: B prompts x n responses each.
+
+Each distinct prompt is prefilled once and its cache copied to its n response rows;
+then the whole batch decodes one token per step. Temperature, top-k and top-p
+(nucleus) filtering; ids the tokenizer cannot decode (`valid_vocab` and beyond: a
+padded embedding table) are never sampled. Each row stops at its own EOS and the
+loop ends when every row has finished or `max_new_tokens` is reached.
+
+Randomness is counter-based: the uniform number that picks row r's token at step t
+is a hash of (prompt seed, response index, t), drawn by inverse-CDF sampling. So a
+prompt's responses depend only on its seed, never on which prompts share the batch,
+how many ranks split it, or which device runs it; `temperature=0` is greedy.
+
+The sampler's own log-probs are returned as a diagnostic only: the PPO ratio uses
+log-probs recomputed by the training path (top-p and cache numerics make them differ).
+"""
+from dataclasses import dataclass
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+
+
+@dataclass
+class Rollout:
+    tokens: torch.Tensor            # [B*n, L] response tokens, pad_id after the end
+    response_mask: torch.Tensor     # [B*n, L] 1.0 on response tokens, EOS included (the policy must learn to stop)
+    truncated: torch.Tensor         # [B*n] bool: no EOS within max_new_tokens
+    sampler_logprobs: torch.Tensor  # [B*n, L] log-prob of each token under the sampling distribution (diagnostic)
+    entropy: torch.Tensor = None    # [B*n, L] policy entropy at the sampling temperature, when asked for
+
+
+# ----------------------------------------------------------------------------- counter-based randomness
+
+def _mul32(x, constant):
+    """(x * constant) mod 2^32 for x in [0, 2^32), split in 16-bit halves so int64 never overflows."""
+    low = x * (constant & 0xFFFF)
+    high = ((x * (constant >> 16)) & 0xFFFF) << 16
+    return (low + high) & MASK32
+
+
+def hash32(x):
+    """A 32-bit integer mixer (the 'lowbias32' constants of C. Wellons); x int64 tensor in [0, 2^32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def combine_seeds(*parts) -> int:
+    """One 32-bit seed from integers, e.g. prompt_seed = combine_seeds(run_seed, step, prompt_index)."""
+    h = torch.tensor(0x9E3779B9, dtype=torch.long)
+    for part in parts:
+        h = hash32(((h ^ (int(part) & MASK32)) + 0x632BE5AB) & MASK32)
+    return int(h)
+
+
+def uniforms(row_seeds, step: int):
+    """row_seeds [R] int64 -> [R] float32 uniforms in [0, 1), one per (row, step)."""
+    h = hash32((row_seeds ^ hash32(torch.full_like(row_seeds, (step + 0x9E3779B9) & MASK32))) & MASK32)
+    return (h >> 8).float() / float(1 << 24)
+
+
+# ----------------------------------------------------------------------------- one sampling step
+
+def tempered_entropy(logits, temperature: float, valid_vocab: int):
+    """logits [R, V] -> entropy [R] of softmax(logits / T) over the decodable ids (before top-k/top-p)."""
+    logp = (logits[:, :valid_vocab].float() / max(temperature, 1e-6)).log_softmax(-1)
+    return -(logp.exp() * logp).nan_to_num().sum(-1)
+
+
+def sample_token(logits, u, temperature: float, top_k: int, top_p: float, valid_vocab: int):
+    """logits [R, V], u [R] uniforms -> (tokens [R], log-prob under the sampling distribution [R])."""
+    logits = logits.float()
+    logits[:, valid_vocab:] = float("-inf")
+    if temperature == 0:
+        tokens = logits.argmax(-1)
+        return tokens, torch.zeros_like(u)
+    logits = logits / temperature
+    if 0 < top_k < logits.shape[1]:
+        kth_largest = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    probs = logits.softmax(-1)  # [R, V]
+    order = None
+    if top_p < 1.0:  # smallest set of most likely tokens whose mass reaches top_p
+        probs, order = probs.sort(-1, descending=True)
+        mass_before = probs.cumsum(-1) - probs
+        probs = probs.masked_fill(mass_before >= top_p, 0.0)
+    cdf = probs.cumsum(-1)  # [R, V]
+    # first id whose cumulative mass exceeds u * total: zero-probability ids are never picked
+    index = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp(max=probs.shape[1] - 1)
+    chosen_prob = probs.gather(1, index)[:, 0] / cdf[:, -1]
+    tokens = index[:, 0] if order is None else order.gather(1, index)[:, 0]
+    return tokens, chosen_prob.log()
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def left_pad(sequences: list[list[int]], pad_id: int, device):
+    """Token lists -> (ids [B, P], mask [B, P]) with padding on the left."""
+    P = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), P), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(sequences), P, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, P - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, P - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def generate(policy, prompts: list[list[int]], *, n: int, max_new_tokens: int, eos_ids, pad_id: int,
+             valid_vocab: int, seeds: list[int], temperature: float = 1.0, top_k: int = 0,
+             top_p: float = 1.0, return_entropy: bool = False) -> Rollout:
+    """Sample n responses for each of the B prompts (token lists); rows b*n .. b*n+n-1 belong to prompt b."""
+    if len(seeds) != len(prompts):
+        raise ValueError(f"generate needs one seed per prompt: {len(seeds)} seeds for {len(prompts)} prompts")
+    device = next(policy.parameters()).device
+    prompt_ids, prompt_mask = left_pad(prompts, pad_id, device)
+    R = len(prompts) * n
+    response_index = torch.arange(n, device=device).repeat(len(prompts))
+    prompt_seeds = torch.tensor(seeds, dtype=torch.long, device=device).repeat_interleave(n)
+    row_seeds = hash32((prompt_seeds ^ hash32(response_index + 1)) & MASK32)  # [R]
+    eos = torch.tensor(list(eos_ids), device=device)
+
+    tokens = torch.full((R, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    sampler_logprobs = torch.zeros(R, max_new_tokens, device=device)
+    response_mask = torch.zeros(R, max_new_tokens, device=device)
+    entropy = torch.zeros(R, max_new_tokens, device=device) if return_entropy else None
+    finished = torch.zeros(R, dtype=torch.bool, device=device)
+    logits, cache = policy.prefill(prompt_ids, prompt_mask, n, max_new_tokens)
+    length = 0
+    for t in range(max_new_tokens):
+        next_tokens, logp = sample_token(logits, uniforms(row_seeds, t), temperature, top_k, top_p, valid_vocab)
+        tokens[:, t] = next_tokens.masked_fill(finished, pad_id)
+        sampler_logprobs[:, t] = logp.masked_fill(finished, 0.0)
+        response_mask[:, t] = (~finished).float()
+        if return_entropy:
+            entropy[:, t] = tempered_entropy(logits, temperature, valid_vocab).masked_fill(finished, 0.0)
+        finished |= torch.isin(next_tokens, eos)
+        length = t + 1
+        if bool(finished.all()) or t + 1 == max_new_tokens:
+            break
+        logits = policy.decode(tokens[:, t], cache)
+    return Rollout(tokens[:, :length], response_mask[:, :length], ~finished, sampler_logprobs[:, :length],
+                   entropy[:, :length] if return_entropy else None)

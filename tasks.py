@@ -1,0 +1,215 @@
+"""Tasks: problem generators with verifiable answers, and held-out splits.
+
+A task hands out `Problem`s: the prompt the policy sees, the gold its verifier
+(reward.py) compares against, and, where one is known, a correct demonstration for
+the supervised warm start. Built in (nothing downloaded):
+
+- maze (the paper's Maze task): a text grid, `S` start, `E` end, `*` wall, `.` free;
+  the answer is a string of moves `L R U D` inside `<answer>...</answer>`. Grids are
+  carved as spanning trees (one path between any two cells) and then opened at random
+  walls (`loop_frac`) so that several paths exist; size and loops set the difficulty.
+  Demonstrations are shortest paths from a BFS, a random one among the shortest.
+- countdown: reach a target with + - * / using each given number once.
+- arithmetic: evaluate a short integer expression.
+
+Train and held-out problems come from disjoint seed streams, and the training
+stream skips any problem whose prompt is in the held-out set, so a test maze is
+never a training maze. Every problem is a pure function of (seed, stream, index):
+a run that resumes, or runs on several ranks, sees the same problems.
+Math datasets from JSONL/Parquet files live here too (`MathTask`).
+"""
+import random
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+
+MOVES = {"L": (0, -1), "R": (0, 1), "U": (-1, 0), "D": (1, 0)}
+
+
+@dataclass
+class Problem:
+    prompt: str          # the text the policy continues
+    gold: object         # what the task's verifier compares against (reward.py)
+    demo: str = None     # a correct response for the warm start, when one is known
+
+
+# ----------------------------------------------------------------------------- maze
+
+def generate_maze(rng: random.Random, height: int, width: int, loop_frac: float) -> str:
+    """A height x width grid (odd sizes): cells sit at even (row, col), passages between them.
+
+    Carved by a randomised depth-first search (a spanning tree: exactly one path between
+    two cells), then each remaining wall between two cells is opened with probability
+    `loop_frac`, which creates loops and hence several paths. S and E are two distinct cells.
+    """
+    if height % 2 == 0 or width % 2 == 0 or min(height, width) < 3:
+        raise ValueError(f"maze sizes must be odd and >= 3, got {height}x{width}")
+    grid = [["*"] * width for _ in range(height)]
+    cells = [(r, c) for r in range(0, height, 2) for c in range(0, width, 2)]
+    start = rng.choice(cells)
+    grid[start[0]][start[1]] = "."
+    stack = [start]
+    while stack:
+        r, c = stack[-1]
+        unvisited = [(r + 2 * dr, c + 2 * dc) for dr, dc in MOVES.values()
+                     if 0 <= r + 2 * dr < height and 0 <= c + 2 * dc < width
+                     and grid[r + 2 * dr][c + 2 * dc] == "*"]
+        if not unvisited:
+            stack.pop()
+            continue
+        nr, nc = rng.choice(unvisited)
+        grid[(r + nr) // 2][(c + nc) // 2] = "."
+        grid[nr][nc] = "."
+        stack.append((nr, nc))
+    # Walls between two cells sit at (even, odd) or (odd, even); open some to create loops.
+    for r in range(height):
+        for c in range(width):
+            if (r + c) % 2 == 1 and grid[r][c] == "*" and rng.random() < loop_frac:
+                grid[r][c] = "."
+    s, e = rng.sample(cells, 2)
+    grid[s[0]][s[1]] = "S"
+    grid[e[0]][e[1]] = "E"
+    return "\n".join("".join(row) for row in grid)
+
+
+def solve_maze(grid: str, rng: random.Random = None) -> str:
+    """A shortest S -> E path as moves, by BFS from E; `rng` picks among equally short paths."""
+    rows = grid.split("\n")
+    find = lambda ch: next((r, row.index(ch)) for r, row in enumerate(rows) if ch in row)
+    start, end = find("S"), find("E")
+    distance = {end: 0}
+    queue = deque([end])
+    while queue:
+        r, c = queue.popleft()
+        for dr, dc in MOVES.values():
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < len(rows) and 0 <= nc < len(rows[nr]) and rows[nr][nc] != "*" and (nr, nc) not in distance:
+                distance[(nr, nc)] = distance[(r, c)] + 1
+                queue.append((nr, nc))
+    if start not in distance:
+        raise ValueError("maze has no path from S to E")
+    moves, (r, c) = [], start
+    while (r, c) != end:
+        options = [m for m, (dr, dc) in MOVES.items() if distance.get((r + dr, c + dc)) == distance[(r, c)] - 1]
+        move = rng.choice(options) if rng else options[0]
+        moves.append(move)
+        r, c = r + MOVES[move][0], c + MOVES[move][1]
+    return "".join(moves)
+
+
+def maze_prompt(grid: str) -> str:
+    return grid + "\n"
+
+
+def answer_tag(text: str) -> str:
+    return f"<answer>{text}</answer>"
+
+
+# ----------------------------------------------------------------------------- other synthetic tasks
+
+def generate_countdown(rng: random.Random, n_numbers: int, max_number: int) -> tuple[dict, str]:
+    """Numbers and a target reachable by combining every number once; returns (problem, expression)."""
+    while True:
+        numbers = [rng.randint(1, max_number) for _ in range(n_numbers)]
+        terms = [(Fraction(x), str(x)) for x in numbers]
+        while len(terms) > 1:
+            (a, ea), (b, eb) = terms.pop(rng.randrange(len(terms))), terms.pop(rng.randrange(len(terms)))
+            op = rng.choice("+-*/")
+            if op == "/" and b == 0:
+                op = "+"
+            value = {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op]
+            terms.append((value, f"({ea}{op}{eb})"))
+        value, expression = terms[0]
+        if value.denominator == 1 and 0 < value <= 1000:
+            return {"numbers": numbers, "target": int(value)}, expression[1:-1] if n_numbers > 1 else expression
+
+
+def generate_arithmetic(rng: random.Random, n_terms: int, max_number: int) -> tuple[str, str]:
+    """An integer expression with + - * and its value; returns (expression, value)."""
+    expression = str(rng.randint(0, max_number))
+    for _ in range(n_terms - 1):
+        expression += rng.choice("+-*") + str(rng.randint(0, max_number))
+    value = _evaluate_integer_expression(expression)
+    return expression, str(value)
+
+
+def _evaluate_integer_expression(expression: str) -> int:
+    """Our own generator's expressions only (digits and + - *, no parentheses): products first."""
+    total, sign, product, number = 0, 1, 1, ""
+    for ch in expression + "+":
+        if ch.isdigit():
+            number += ch
+            continue
+        product *= int(number)
+        number = ""
+        if ch == "*":
+            continue
+        total += sign * product
+        sign, product = (1 if ch == "+" else -1), 1
+    return total
+
+
+# ----------------------------------------------------------------------------- tasks
+
+class SyntheticTask:
+    """Problems of one generator, with a held-out set and a training stream that never meets it.
+
+    `make(rng)` returns one Problem. Held-out problems use the stream "heldout", training
+    problems "train"; the seeds of the two streams never coincide (different prefixes).
+    """
+
+    def __init__(self, name: str, make, seed: int, n_heldout: int):
+        self.name, self.make, self.seed = name, make, seed
+        self.heldout = self.problems("heldout", n_heldout)
+        self.heldout_prompts = {p.prompt for p in self.heldout}
+
+    def problem(self, stream: str, index: int) -> Problem:
+        attempt = 0
+        while True:  # redraw a training problem that happens to be a held-out one
+            rng = random.Random(f"{self.name}/{self.seed}/{stream}/{index}/{attempt}")
+            problem = self.make(rng)
+            if stream == "heldout" or problem.prompt not in self.heldout_prompts:
+                return problem
+            attempt += 1
+
+    def problems(self, stream: str, count: int, start: int = 0) -> list[Problem]:
+        """`count` distinct problems (de-duplicated by prompt) from index `start` of a stream."""
+        seen, out, index = set(), [], start
+        while len(out) < count:
+            problem = self.problem(stream, index)
+            index += 1
+            if problem.prompt not in seen:
+                seen.add(problem.prompt)
+                out.append(problem)
+        return out
+
+    def train_batch(self, stream: str, step: int, batch_size: int) -> list[Problem]:
+        """The `batch_size` training problems of one step: indices [step*B, (step+1)*B) of a stream."""
+        return [self.problem(f"train/{stream}", step * batch_size + i) for i in range(batch_size)]
+
+
+def maze_maker(min_size: int, max_size: int, loop_frac: float):
+    odd_sizes = [n for n in range(min_size, max_size + 1) if n % 2 == 1]
+    if not odd_sizes:
+        raise ValueError(f"task.min_size..max_size ({min_size}..{max_size}) holds no odd size")
+
+    def make(rng):
+        size = rng.choice(odd_sizes)
+        grid = generate_maze(rng, size, size, loop_frac)
+        return Problem(maze_prompt(grid), grid, answer_tag(solve_maze(grid, rng)))
+    return make
+
+
+def countdown_maker(n_numbers: int, max_number: int):
+    def make(rng):
+        problem, expression = generate_countdown(rng, n_numbers, max_number)
+        prompt = f"numbers: {' '.join(map(str, problem['numbers']))}\ntarget: {problem['target']}\n"
+        return Problem(prompt, problem, answer_tag(expression))
+    return make
+
+
+def arithmetic_maker(n_terms: int, max_number: int):
+    def make(rng):
+        expression, value = generate_arithmetic(rng, n_terms, max_number)
+        return Problem(f"{expression}=\n", value, answer_tag(value))
+    return make

@@ -1,0 +1,95 @@
+"""The tiny GPT against simpler references: KV-cache decode equals full recompute, batching changes nothing."""
+import torch
+
+from model import GPT, GPTConfig, latest_checkpoint, list_checkpoints, save_checkpoint
+from rollout import generate, left_pad
+from tokenizer import CharTokenizer
+
+TOKENIZER = CharTokenizer()
+
+
+def tiny_gpt(seed=0, tie=True):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=128, block_size=128, n_layer=2, n_head=2, n_embd=32, tie_embeddings=tie)).eval()
+
+
+PROMPTS = ["S.*\n..E\n", "ab", "a much longer prompt than the others\n"]
+
+
+def test_kv_cache_decode_equals_full_recompute():
+    model = tiny_gpt()
+    prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
+    continuation = torch.randint(3, 99, (len(prompts), 6))
+    prompt_ids, prompt_mask = left_pad(prompts, TOKENIZER.pad_id, "cpu")
+    full = model.logits(torch.cat([prompt_ids, continuation], 1),
+                        torch.cat([prompt_mask, torch.ones_like(continuation)], 1))  # [B, P+6, V]
+    P = prompt_ids.shape[1]
+    logits, cache = model.prefill(prompt_ids, prompt_mask, n_repeat=1, max_new_tokens=6)
+    torch.testing.assert_close(logits, full[:, P - 1], atol=1e-5, rtol=1e-5)
+    for t in range(5):
+        logits = model.decode(continuation[:, t], cache)
+        torch.testing.assert_close(logits, full[:, P + t], atol=1e-5, rtol=1e-5)
+
+
+def test_left_padding_does_not_change_a_row():
+    model = tiny_gpt()
+    prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
+    ids, mask = left_pad(prompts, TOKENIZER.pad_id, "cpu")
+    batched = model.logits(ids, mask)
+    for row, prompt in enumerate(prompts):
+        alone = model.logits(torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long))
+        torch.testing.assert_close(batched[row, -len(prompt):], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_batched_greedy_equals_each_prompt_alone():
+    model = tiny_gpt(seed=1)
+    prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
+    options = dict(n=2, max_new_tokens=12, eos_ids=TOKENIZER.eos_ids, pad_id=TOKENIZER.pad_id,
+                   valid_vocab=TOKENIZER.vocab_size, temperature=0.0)
+    batched = generate(model, prompts, seeds=[0, 1, 2], **options)
+    for i, prompt in enumerate(prompts):
+        alone = generate(model, [prompt], seeds=[i], **options)
+        width = alone.tokens.shape[1]
+        assert torch.equal(batched.tokens[2 * i:2 * i + 2, :width], alone.tokens)
+        assert torch.equal(batched.response_mask[2 * i:2 * i + 2, :width], alone.response_mask)
+
+
+def test_logprob_forward_matches_full_logits():
+    """The training log-prob mode equals log_softmax of the full logits at the response positions."""
+    model = tiny_gpt(tie=False)
+    prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
+    prompt_ids, prompt_mask = left_pad(prompts, TOKENIZER.pad_id, "cpu")
+    responses = torch.randint(3, 99, (3, 5))
+    response_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.float)
+    input_ids = torch.cat([prompt_ids, responses], 1)
+    attention_mask = torch.cat([prompt_mask, response_mask.long()], 1)
+    logp, entropy = model(input_ids, attention_mask, response_mask, temperature=0.7,
+                          valid_vocab=TOKENIZER.vocab_size, return_entropy=True)
+    logits = model.logits(input_ids, attention_mask)[:, -6:-1, :TOKENIZER.vocab_size].double() / 0.7
+    reference = logits.log_softmax(-1)
+    expected = reference.gather(-1, responses[..., None])[..., 0] * response_mask
+    expected_entropy = -(reference.exp() * reference).sum(-1) * response_mask
+    torch.testing.assert_close(logp.double(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropy.double(), expected_entropy, atol=1e-5, rtol=0)
+
+
+def test_checkpoint_round_trip_is_atomic_and_keeps_the_newest(tmp_path):
+    model = tiny_gpt()
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, model, {"step": step}, {"run": {"seed": 0}}, keep=2)
+    assert [p.split("_")[-1] for p in list_checkpoints(tmp_path)] == ["2", "3"]
+    assert latest_checkpoint(tmp_path).endswith("ckpt_3")
+    assert not [n for n in (tmp_path).iterdir() if ".tmp" in n.name]
+    restored = GPT.from_weights(latest_checkpoint(tmp_path))
+    for (name, a), (_, b) in zip(model.state_dict().items(), restored.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert restored.lm_head.weight is restored.tok_emb.weight  # tying survives the round trip
+    assert torch.load(f"{latest_checkpoint(tmp_path)}/trainer.pt")["step"] == 3
+
+
+def test_a_half_written_checkpoint_is_ignored(tmp_path):
+    model = tiny_gpt()
+    save_checkpoint(tmp_path, 1, model, {"step": 1}, {})
+    (tmp_path / "ckpt_2.tmp-123").mkdir()  # a crash while writing step 2
+    assert latest_checkpoint(tmp_path).endswith("ckpt_1")
+    assert [p.split("_")[-1] for p in list_checkpoints(tmp_path)] == ["1"]

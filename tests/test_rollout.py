@@ -1,0 +1,82 @@
+"""The sampler: per-prompt randomness, masks, EOS handling, filtering, and the sampled distribution."""
+import torch
+
+from rollout import combine_seeds, generate, sample_token, uniforms
+from tokenizer import CharTokenizer
+from test_model import tiny_gpt
+
+TOKENIZER = CharTokenizer()
+OPTIONS = dict(eos_ids=TOKENIZER.eos_ids, pad_id=TOKENIZER.pad_id, valid_vocab=TOKENIZER.vocab_size)
+
+
+def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_batch():
+    model = tiny_gpt()
+    prompts = [TOKENIZER.encode_prompt(p) for p in ["first", "the second prompt", "x"]]
+    seeds = [combine_seeds(7, 0, i) for i in range(3)]
+    batch = generate(model, prompts, n=4, max_new_tokens=10, seeds=seeds, temperature=1.0, top_p=0.9, **OPTIONS)
+    alone = generate(model, prompts[1:2], n=4, max_new_tokens=10, seeds=seeds[1:2], temperature=1.0, top_p=0.9,
+                     **OPTIONS)
+    assert torch.equal(batch.tokens[4:8, :alone.tokens.shape[1]], alone.tokens)
+    other_seed = generate(model, prompts[1:2], n=4, max_new_tokens=10, seeds=[123], temperature=1.0, **OPTIONS)
+    assert not torch.equal(other_seed.tokens, alone.tokens[:, :other_seed.tokens.shape[1]])
+    assert len({tuple(row) for row in alone.tokens.tolist()}) > 1  # the n responses differ from each other
+
+
+def test_response_mask_includes_eos_and_marks_truncation():
+    model = tiny_gpt()
+    with torch.no_grad():  # make EOS likely but not certain
+        model.lm_head.weight[TOKENIZER.eos_id] *= 0
+        model.norm.weight.zero_()
+    prompts = [TOKENIZER.encode_prompt("abc")]
+    rollout = generate(model, prompts, n=64, max_new_tokens=8, seeds=[3], temperature=1.0, **OPTIONS)
+    for row, mask, truncated in zip(rollout.tokens, rollout.response_mask, rollout.truncated):
+        length = int(mask.sum())
+        assert mask[:length].all() and not mask[length:].any()
+        ends_with_eos = bool(row[length - 1] == TOKENIZER.eos_id)
+        assert ends_with_eos != bool(truncated)
+        assert (row[length:] == TOKENIZER.pad_id).all()
+        if not truncated:
+            assert length < 8 or ends_with_eos
+
+
+def test_masked_vocabulary_is_never_sampled():
+    logits = torch.zeros(4096, 10)
+    logits[:, 7:] = 50.0  # the padded ids would win every draw if they were allowed
+    u = uniforms(torch.arange(4096), 0)
+    tokens, _ = sample_token(logits, u, temperature=1.0, top_k=0, top_p=1.0, valid_vocab=7)
+    assert tokens.max() < 7
+    greedy, _ = sample_token(logits, u, temperature=0.0, top_k=0, top_p=1.0, valid_vocab=7)
+    assert greedy.max() < 7
+
+
+def test_sampled_frequencies_match_the_distribution():
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.1, 0.0])
+    logits = probs.log().expand(200_000, 5)
+    u = uniforms(torch.arange(200_000), 5)
+    tokens, logp = sample_token(logits.clone(), u, temperature=1.0, top_k=0, top_p=1.0, valid_vocab=5)
+    frequencies = torch.bincount(tokens, minlength=5).float() / len(tokens)
+    torch.testing.assert_close(frequencies, probs, atol=4e-3, rtol=0)  # ~4 standard errors
+    torch.testing.assert_close(logp, probs.log()[tokens])
+
+
+def test_top_p_and_top_k_keep_the_right_tokens():
+    probs = torch.tensor([0.1, 0.5, 0.25, 0.15])
+    logits = probs.log().expand(50_000, 4).clone()
+    u = uniforms(torch.arange(50_000), 1)
+    top_p, logp = sample_token(logits, u, temperature=1.0, top_k=0, top_p=0.7, valid_vocab=4)
+    assert set(top_p.tolist()) == {1, 2}  # 0.5 + 0.25 reaches 0.7; renormalised to 2/3, 1/3
+    assert abs((top_p == 1).float().mean().item() - 2 / 3) < 0.01
+    torch.testing.assert_close(logp[top_p == 1], torch.full_like(logp[top_p == 1], (2 / 3.0)).log())
+    top_k, _ = sample_token(logits, u, temperature=1.0, top_k=3, top_p=1.0, valid_vocab=4)
+    assert set(top_k.tolist()) == {1, 2, 3}
+    top_1, _ = sample_token(logits, u, temperature=1.0, top_k=1, top_p=1.0, valid_vocab=4)
+    assert set(top_1.tolist()) == {1}
+
+
+def test_uniforms_are_uniform_and_reproducible():
+    seeds = torch.tensor([combine_seeds(0, 0, i) for i in range(20_000)])
+    u = uniforms(seeds, 3)
+    assert 0.0 <= u.min() and u.max() < 1.0
+    assert abs(u.mean().item() - 0.5) < 0.01 and abs(u.var().item() - 1 / 12) < 0.003
+    assert torch.equal(u, uniforms(seeds.clone(), 3)) and not torch.equal(u, uniforms(seeds, 4))
+    assert combine_seeds(1, 2, 3) != combine_seeds(1, 3, 2)

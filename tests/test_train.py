@@ -1,0 +1,123 @@
+"""train.py: config errors, resume, skipped non-finite updates, schedules, and a real learning test."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import advantage
+import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "configs", "tiny.yaml")
+
+
+def tiny_config(tmp_path, *overrides):
+    cfg, _ = train.parse_args(["--config", TINY, "--run.out_dir", str(tmp_path), *overrides])
+    return cfg
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+
+
+def train_lines(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["step"]: {k: v for k, v in r.items() if k.startswith("train/")} for r in rows if "train/reward" in r}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--rl.kk", "3"], ["unknown config key 'rl.kk'", "did you mean 'k'"]),
+    (["--rl.k", "8"], ["rl.k=8", "rl.responses_per_prompt=8"]),
+    (["--model.init", "/nonexistent/ckpt"], ["model.init", "/nonexistent/ckpt"]),
+    (["--rl.lr", "fast"], ["rl.lr must be float"]),
+    (["--rl.advantage", "passk_magic"], ["passk_magic", "passk_analytic"]),
+    (["--optimiser.lr", "1"], ["unknown config section 'optimiser'"]),
+])
+def test_a_bad_config_is_a_one_line_error_that_names_it(args, words):
+    result = run_cli("--config", TINY, *args)
+    assert result.returncode != 0
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    for word in words:
+        assert word in message
+
+
+def test_a_missing_config_file_is_named():
+    result = run_cli("--config", "configs/nope.yaml")
+    assert result.returncode != 0 and "configs/nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_file_sections_and_schedule_are_validated(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl:\n  schedule:\n    - {until_step: 5, advantage: grpo}\n")
+    with pytest.raises(train.ConfigError, match=r"rl.schedule\[0\]"):
+        train.parse_args(["--config", str(bad)])
+    with pytest.raises(train.ConfigError, match="minibatches"):
+        tiny_config(tmp_path, "--rl.minibatches", "3")
+
+
+def test_help_lists_every_field_with_its_docstring():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "--rl.eps_high 0.28" in result.stdout and "clip-higher" in result.stdout
+
+
+def test_resume_after_ctrl_c_continues_with_the_same_steps_and_metrics(tmp_path, monkeypatch):
+    straight = tiny_config(tmp_path, "--run.name", "straight")
+    train.train(straight, log=lambda *a: None)
+
+    interrupted = tiny_config(tmp_path, "--run.name", "interrupted")
+    real_step = train.rl_step
+
+    def stop_at_step_2(step, *args, **kwargs):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real_step(step, *args, **kwargs)
+
+    monkeypatch.setattr(train, "rl_step", stop_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(interrupted, log=lambda *a: None)
+    run_dir = tmp_path / "interrupted"
+    assert os.path.basename(train.models.latest_checkpoint(run_dir)) == "ckpt_2"  # Ctrl-C saved
+    monkeypatch.setattr(train, "rl_step", real_step)
+    resumed = tiny_config(tmp_path, "--run.name", "interrupted", "--resume")
+    train.train(resumed, log=lambda *a: None)
+
+    expected, got = train_lines(tmp_path / "straight"), train_lines(run_dir)
+    assert sorted(got) == sorted(expected) == [1, 2, 3, 4]
+    for step in expected:
+        for key in expected[step]:
+            assert got[step][key] == pytest.approx(expected[step][key], rel=1e-4, abs=1e-6), (step, key)
+    a = train.models.GPT.from_weights(train.models.latest_checkpoint(tmp_path / "straight")).state_dict()
+    b = train.models.GPT.from_weights(train.models.latest_checkpoint(run_dir)).state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_non_finite_loss_skips_the_update_and_the_run_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(advantage.ESTIMATORS, "nan_test", lambda rewards, *, k: torch.full_like(rewards, float("nan")))
+    cfg = tiny_config(tmp_path, "--rl.advantage", "nan_test", "--sft.steps", "0")
+    task = train.build_task(cfg)
+    policy, tokenizer = train.build_policy(cfg, torch.device("cpu"))
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    optimizer = train.make_optimizer(policy, cfg.rl.lr, 0.0)
+    metrics = train.rl_step(0, cfg, policy, None, optimizer, task, tokenizer, torch.device("cpu"))
+    assert metrics["train/skipped_updates"] == cfg.rl.minibatches
+    for name, param in policy.named_parameters():
+        assert torch.equal(param, before[name]), name
+
+
+def test_schedule_switches_the_estimator_and_logs_the_phase(tmp_path):
+    cfg = tiny_config(tmp_path, "--rl.schedule",
+                      "[{until_step: 2, advantage: passk_analytic, k: 2}, {until_step: 4, advantage: grpo, k: 1}]",
+                      "--eval.every", "0")
+    train.train(cfg, log=lambda *a: None)
+    lines = train_lines(tmp_path / "tiny")
+    assert [lines[s]["train/advantage"] for s in (1, 2, 3, 4)] == ["passk_analytic"] * 2 + ["grpo"] * 2
+    assert [lines[s]["train/k"] for s in (1, 2, 3, 4)] == [2, 2, 1, 1]
+    assert (tmp_path / "tiny" / "curves.png").exists() and (tmp_path / "tiny" / "passk.png").exists()

@@ -1,0 +1,821 @@
+"""Train a policy with RL from verifiable rewards: warm start, then PPO/GRPO with Pass@k advantages.
+
+    python train.py --config configs/maze.yaml               # the maze demo (CPU, minutes)
+    python train.py --config configs/maze.yaml --rl.k 8      # any field can be overridden
+    python train.py --config configs/maze.yaml --resume      # continue from runs/<name>/latest
+    python train.py --help                                   # every field with its meaning
+
+Stage 1, warm start: supervised training on the task's demonstrations (BFS paths for
+mazes), cached under a key of its own config in runs/_warmstart/, so that later runs
+(other advantages, other seeds) reuse it; skipped when `model.init` names a checkpoint.
+
+Stage 2, RL. One step, in the order of DESIGN.md:
+  1. sample B prompts, N responses each (rollout.py: KV cache, seed per prompt)
+  2. score them (reward.py) -> rewards [B, N]
+  3. recompute old log-probs and per-token entropy with the training path, no grad
+  4. advantages from the active phase's estimator (advantage.py) -> [B, N]
+  5. epochs x mini-batches of PPO-clip updates (clip-higher), token-mean loss,
+     optional k3 KL to a frozen reference, gradient clipping, AdamW
+What it keeps from DAPO (the paper's recipe): clip-higher and token-level loss. What it
+leaves out by default: the KL term, the entropy bonus, dynamic sampling.
+
+A run writes runs/<name>/: config.yaml, metrics.jsonl, ckpt_<step>/ (atomic), latest,
+curves.png and passk.png. Ctrl-C saves a checkpoint before exiting.
+"""
+import ast
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import json
+import math
+import os
+import random
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+
+import torch
+import yaml
+
+import advantage
+import eval as evaluation
+import model as models
+import reward
+import tasks
+from rollout import combine_seeds, generate, left_pad
+from tokenizer import CharTokenizer
+
+
+# ----------------------------------------------------------------------------- configuration
+
+@dataclass
+class RunConfig:
+    name: str = "maze"
+    """run directory name: outputs go to <out_dir>/<name>/"""
+    out_dir: str = "runs"
+    """where run directories (and the warm-start cache, _warmstart/) live"""
+    seed: int = 0
+    """run seed: problems, sampling and mini-batch order all derive from it"""
+    device: str = "auto"
+    """cuda, mps or cpu; auto picks the first available"""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)"""
+    checkpoint_every: int = 50
+    """RL steps between checkpoints (the last step always saves)"""
+    keep_checkpoints: int = 2
+    """checkpoints kept per run (older ones are deleted)"""
+    resume: bool = False
+    """continue from runs/<name>/latest (also: --resume)"""
+    progress: bool = True
+    """show a tqdm progress bar"""
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 4
+    """tiny GPT: transformer blocks"""
+    n_head: int = 4
+    """tiny GPT: attention heads"""
+    n_embd: int = 128
+    """tiny GPT: width"""
+    block_size: int = 512
+    """tiny GPT: longest prompt + response"""
+    tie_embeddings: bool = True
+    """tiny GPT: LM head shares the token embedding"""
+    init: str = ""
+    """checkpoint directory to start RL from; skips the warm start"""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "maze"
+    """maze, countdown or arithmetic"""
+    min_size: int = 5
+    """maze: smallest grid side (odd sizes are used)"""
+    max_size: int = 9
+    """maze: largest grid side"""
+    loop_frac: float = 0.1
+    """maze: share of inner walls opened after carving (0 = one path only)"""
+    n_numbers: int = 4
+    """countdown: numbers per problem; arithmetic: terms per expression"""
+    max_number: int = 20
+    """countdown / arithmetic: largest number"""
+    n_heldout: int = 256
+    """held-out problems (never seen in training)"""
+    max_new_tokens: int = 64
+    """longest response"""
+
+
+@dataclass
+class SFTConfig:
+    steps: int = 600
+    """warm-start optimizer steps (0 = no warm start)"""
+    batch_size: int = 64
+    """demonstrations per step"""
+    lr: float = 1e-3
+    """peak learning rate (linear warmup, cosine decay to 10 %)"""
+    warmup: int = 50
+    """warmup steps"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+
+
+@dataclass
+class RLConfig:
+    steps: int = 100
+    """RL steps"""
+    prompts_per_step: int = 32
+    """B: prompts sampled per step (the global batch, whatever the number of ranks)"""
+    responses_per_prompt: int = 16
+    """N: responses per prompt"""
+    advantage: str = "passk_analytic"
+    """estimator in advantage.ESTIMATORS (grpo, passk_full, passk_bootstrap, passk_analytic, ...)"""
+    k: int = 4
+    """k of the Pass@k estimators (1 <= k < N)"""
+    n_groups: int = 0
+    """passk_bootstrap: groups drawn per prompt (0 = N)"""
+    schedule: list = field(default_factory=list)
+    """phases [{until_step, advantage, k}, ...]; empty = one phase from advantage and k"""
+    lr: float = 1e-4
+    """AdamW learning rate"""
+    warmup: int = 5
+    """linear lr warmup, in RL steps"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    epochs: int = 1
+    """passes over each step's samples"""
+    minibatches: int = 4
+    """optimizer updates per epoch; each takes an equal random share of every prompt's responses"""
+    micro_batch: int = 0
+    """rows per forward/backward (gradient accumulation); 0 = a whole mini-batch at once"""
+    eps_low: float = 0.2
+    """PPO clip below 1 (ratio >= 1 - eps_low)"""
+    eps_high: float = 0.28
+    """PPO clip above 1 (clip-higher, DAPO)"""
+    loss_agg: str = "token_mean"
+    """token_mean (over all response tokens of a mini-batch), seq_mean, or constant (sum / rows / max_new_tokens)"""
+    kl_coef: float = 0.0
+    """k3 KL penalty to a frozen copy of the initial policy (0 = no reference model)"""
+    grad_clip: float = 1.0
+    """max gradient norm"""
+    temperature: float = 1.0
+    """sampling temperature (log-probs and entropy use the same)"""
+    top_p: float = 1.0
+    """nucleus sampling during training"""
+    top_k: int = 0
+    """top-k sampling during training (0 = off)"""
+    mask_truncated: bool = False
+    """drop responses without EOS from the loss (default: score them as they are)"""
+    logprob: str = "fused"
+    """fused (chunked, never holds [tokens, vocab]) or naive (full log_softmax)"""
+
+
+@dataclass
+class EvalConfig:
+    every: int = 25
+    """RL steps between held-out evaluations (0 = only before and after RL)"""
+    n_samples: int = 16
+    """samples per held-out problem for pass@k"""
+    n_problems: int = 256
+    """held-out problems evaluated (<= task.n_heldout)"""
+    temperature: float = 1.0
+    """sampling temperature for pass@k"""
+    top_p: float = 1.0
+    """nucleus sampling for pass@k"""
+    ks: list = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    """k values reported (each <= n_samples)"""
+
+
+@dataclass
+class RewardConfig:
+    backend: str = "sympy"
+    """math verifier: sympy (ours) or math_verify (Hugging Face's, if installed)"""
+    workers: int = 2
+    """math verifier worker processes"""
+    timeout_s: float = 5.0
+    """per-answer time limit of the math verifier"""
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the key and the problem, in one line."""
+
+
+PHASE_KEYS = ("until_step", "advantage", "k")
+
+
+def field_docs() -> dict:
+    """'section.key' -> the docstring under that field in this file (the --help text)."""
+    with open(__file__) as f:
+        tree = ast.parse(f.read())
+    docs = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Config") and node.name != "Config":
+            section = node.name[:-len("Config")].lower()
+            for item, after in zip(node.body, node.body[1:]):
+                if isinstance(item, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+                    docs[f"{section}.{item.target.id}"] = after.value.value
+    return docs
+
+
+def coerce(key: str, value, default):
+    """Check a YAML/CLI value against the type of the field's default."""
+    expected = type(default)
+    if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML reads 1e-3 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if expected is str and value is None:
+        return ""
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def apply_settings(cfg: Config, settings: dict, origin: str):
+    """Apply {section: {key: value}} to cfg; an unknown section or key is an error that names it."""
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for section, values in (settings or {}).items():
+        if section not in sections:
+            raise ConfigError(f"unknown config section '{section}' in {origin}{_suggest(section, sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section '{section}' in {origin} must be a mapping of keys to values")
+        target = sections[section]
+        known = {f.name for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown config key '{section}.{key}' in {origin}{_suggest(key, known)}")
+            setattr(target, key, coerce(f"{section}.{key}", value, getattr(target, key)))
+
+
+def _suggest(name, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def parse_args(argv) -> tuple[Config, str]:
+    """--config FILE, --resume, --help, and --section.key VALUE overrides (VALUE parsed as YAML)."""
+    cfg, config_path, overrides, i = Config(), "", {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            print_help()
+            sys.exit(0)
+        if arg == "--resume":
+            overrides.setdefault("run", {})["resume"] = True
+            i += 1
+            continue
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument '{arg}' (overrides look like --rl.k 8)")
+        key, _, value = arg[2:].partition("=")
+        if not value:
+            if i + 1 >= len(argv):
+                raise ConfigError(f"--{key} needs a value")
+            value, i = argv[i + 1], i + 1
+        i += 1
+        if key == "config":
+            config_path = value
+            continue
+        if "." not in key:
+            raise ConfigError(f"unknown option '--{key}' (overrides look like --section.key value)")
+        section, _, name = key.partition(".")
+        overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+    if config_path:
+        if not os.path.isfile(config_path):
+            raise ConfigError(f"config file not found: {config_path}")
+        with open(config_path) as f:
+            settings = yaml.safe_load(f) or {}
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{config_path} must hold a mapping of sections")
+        apply_settings(cfg, settings, config_path)
+    apply_settings(cfg, overrides, "the command line")
+    validate(cfg)
+    return cfg, config_path
+
+
+def print_help():
+    print(__doc__)
+    defaults, docs = config_to_dict(Config()), field_docs()
+    for section, values in defaults.items():
+        print(f"{section}:")
+        for key, value in values.items():
+            print(f"  --{section}.{key} {json.dumps(value)}\n      {docs.get(f'{section}.{key}', '')}")
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(settings: dict, origin: str) -> Config:
+    cfg = Config()
+    apply_settings(cfg, settings, origin)
+    return cfg
+
+
+def phases(cfg: Config) -> list[dict]:
+    """The advantage schedule: [{until_step, advantage, k}], the last phase running to the end."""
+    if not cfg.rl.schedule:
+        return [{"until_step": cfg.rl.steps, "advantage": cfg.rl.advantage, "k": cfg.rl.k}]
+    return cfg.rl.schedule
+
+
+def active_phase(cfg: Config, step: int) -> dict:
+    """The first phase whose until_step lies beyond `step` (steps count from 0)."""
+    schedule = phases(cfg)
+    return next((p for p in schedule if step < p["until_step"]), schedule[-1])
+
+
+def validate(cfg: Config):
+    rl, N = cfg.rl, cfg.rl.responses_per_prompt
+    if N < 2:
+        raise ConfigError(f"rl.responses_per_prompt={N}: group advantages need at least 2 responses per prompt")
+    for i, phase in enumerate(phases(cfg)):
+        where = f"rl.schedule[{i}]" if rl.schedule else "rl"
+        if not isinstance(phase, dict) or set(phase) != set(PHASE_KEYS):
+            raise ConfigError(f"{where} must be a mapping with exactly the keys {', '.join(PHASE_KEYS)}, got {phase!r}")
+        if phase["advantage"] not in advantage.ESTIMATORS:
+            raise ConfigError(f"{where}.advantage '{phase['advantage']}' is not an estimator; "
+                              f"known: {', '.join(advantage.ESTIMATORS)}")
+        if not isinstance(phase["k"], int) or not 1 <= phase["k"] < N:
+            raise ConfigError(f"{where}.k={phase['k']} must satisfy 1 <= k < rl.responses_per_prompt={N} "
+                              f"(k = N gives no signal)")
+        if not isinstance(phase["until_step"], int):
+            raise ConfigError(f"{where}.until_step must be an integer, got {phase['until_step']!r}")
+    steps = [p["until_step"] for p in phases(cfg)]
+    if steps != sorted(steps):
+        raise ConfigError(f"rl.schedule until_step values must increase, got {steps}")
+    if N % rl.minibatches:
+        raise ConfigError(f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt={N} "
+                          f"(each mini-batch takes an equal share of every prompt's responses)")
+    if rl.loss_agg not in ("token_mean", "seq_mean", "constant"):
+        raise ConfigError(f"rl.loss_agg '{rl.loss_agg}' must be token_mean, seq_mean or constant")
+    if rl.logprob not in ("fused", "naive"):
+        raise ConfigError(f"rl.logprob '{rl.logprob}' must be fused or naive")
+    if cfg.task.name not in TASK_MAKERS:
+        raise ConfigError(f"task.name '{cfg.task.name}' is unknown; known: {', '.join(TASK_MAKERS)}")
+    if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
+        raise ConfigError(f"model.init: no checkpoint at {cfg.model.init}")
+    bad_ks = [k for k in cfg.eval.ks if not isinstance(k, int) or not 1 <= k <= cfg.eval.n_samples]
+    if bad_ks:
+        raise ConfigError(f"eval.ks {bad_ks} must lie in 1..eval.n_samples={cfg.eval.n_samples}")
+    if cfg.eval.n_problems > cfg.task.n_heldout:
+        raise ConfigError(f"eval.n_problems={cfg.eval.n_problems} exceeds task.n_heldout={cfg.task.n_heldout}")
+
+
+# ----------------------------------------------------------------------------- building the pieces
+
+TASK_MAKERS = {
+    "maze": lambda t: tasks.maze_maker(t.min_size, t.max_size, t.loop_frac),
+    "countdown": lambda t: tasks.countdown_maker(t.n_numbers, t.max_number),
+    "arithmetic": lambda t: tasks.arithmetic_maker(t.n_numbers, t.max_number),
+}
+
+
+def build_task(cfg: Config):
+    return tasks.SyntheticTask(cfg.task.name, TASK_MAKERS[cfg.task.name](cfg.task), cfg.run.seed, cfg.task.n_heldout)
+
+
+def build_policy(cfg: Config, device, checkpoint=None):
+    """(policy, tokenizer): the tiny GPT, fresh or from a checkpoint's weights."""
+    tokenizer = CharTokenizer()
+    if checkpoint:
+        return models.GPT.from_weights(checkpoint, device), tokenizer
+    m = cfg.model
+    gpt_config = models.GPTConfig(vocab_size=64 * math.ceil(tokenizer.vocab_size / 64), block_size=m.block_size,
+                                  n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, tie_embeddings=m.tie_embeddings)
+    return models.GPT(gpt_config).to(device), tokenizer
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint directory, or a run directory whose `latest` names one."""
+    if os.path.isfile(os.path.join(path, "latest")):
+        return models.latest_checkpoint(path) or path
+    return path
+
+
+def load_for_eval(path: str):
+    """(cfg, policy, tokenizer, task) from a checkpoint directory, for eval.py."""
+    path = resolve_checkpoint(path)
+    config_file = os.path.join(path, "config.yaml")
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"no checkpoint at {path} (config.yaml missing)")
+    with open(config_file) as f:
+        cfg = config_from_dict(yaml.safe_load(f), config_file)
+    policy, tokenizer = build_policy(cfg, models.pick_device(cfg.run.device), checkpoint=path)
+    return cfg, policy, tokenizer, build_task(cfg)
+
+
+def reward_options(cfg: Config) -> dict:
+    return {"backend": cfg.reward.backend, "workers": cfg.reward.workers, "timeout_s": cfg.reward.timeout_s} \
+        if cfg.task.name == "math" else {}
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict):
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_optimizer(policy, lr, weight_decay):
+    return torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per line, each with its step."""
+
+    def __init__(self, path, resume_step=None):
+        self.path = path
+        if resume_step is not None and os.path.exists(path):  # drop what was logged after the checkpoint
+            with open(path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+            with open(path, "w") as f:
+                f.writelines(kept)
+        elif resume_step is None:
+            open(path, "w").close()
+
+    def write(self, step, metrics):
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+
+# ----------------------------------------------------------------------------- sequences and log-probs
+
+def sequences_batch(prompts: list[list[int]], responses, response_mask, pad_id):
+    """Prompts (token lists, one per row) + response tokens [R, L] -> input_ids, attention_mask [R, P+L]."""
+    prompt_ids, prompt_mask = left_pad(prompts, pad_id, responses.device)
+    input_ids = torch.cat([prompt_ids, responses], dim=1)
+    attention_mask = torch.cat([prompt_mask, response_mask.long()], dim=1)
+    return input_ids, attention_mask
+
+
+def policy_logprobs(policy, input_ids, attention_mask, response_mask, cfg: Config, valid_vocab, return_entropy=False,
+                    micro_batch=0):
+    """Per-token log-probs [R, L] (and entropy) of the responses, in micro-batches of rows."""
+    rows = input_ids.shape[0]
+    step = micro_batch or rows
+    parts = [policy(input_ids[i:i + step], attention_mask[i:i + step], response_mask[i:i + step],
+                    temperature=cfg.rl.temperature, valid_vocab=valid_vocab, return_entropy=return_entropy, fused=cfg.rl.logprob == "fused")
+             for i in range(0, rows, step)]
+    logp = torch.cat([p[0] for p in parts])
+    return logp, (torch.cat([p[1] for p in parts]) if return_entropy else None)
+
+
+# ----------------------------------------------------------------------------- stage 1: warm start
+
+def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
+    """Supervised training on demonstrations, cached in runs/_warmstart/<key>/ (key: model, task, sft config)."""
+    key_source = json.dumps({"model": dataclasses.asdict(cfg.model), "task": dataclasses.asdict(cfg.task),
+                             "sft": dataclasses.asdict(cfg.sft), "seed": cfg.run.seed}, sort_keys=True)
+    cache_dir = os.path.join(cfg.run.out_dir, "_warmstart", hashlib.sha1(key_source.encode()).hexdigest()[:12])
+    checkpoint = models.latest_checkpoint(cache_dir)
+    start = 0
+    if checkpoint:
+        state = torch.load(os.path.join(checkpoint, "trainer.pt"), weights_only=False)
+        policy.load_weights(checkpoint)
+        start = state["step"]
+        if start >= cfg.sft.steps:
+            log(f"warm start: reusing {checkpoint}")
+            return checkpoint
+    os.makedirs(cache_dir, exist_ok=True)
+    optimizer = make_optimizer(policy, cfg.sft.lr, cfg.sft.weight_decay)
+    if checkpoint:
+        optimizer.load_state_dict(state["optimizer"])
+        log(f"warm start: resuming {checkpoint} at step {start}")
+    policy.train()
+    step, loss_avg, t0 = start, None, time.time()
+    try:
+        for step in range(start, cfg.sft.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = sft_lr(cfg.sft, step)
+            problems = task.train_batch("sft", step, cfg.sft.batch_size)
+            prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
+            demos = [tokenizer.encode(p.demo) + [tokenizer.eos_ids[0]] for p in problems]
+            responses, response_mask = right_pad(demos, tokenizer.pad_id, device)
+            input_ids, attention_mask = sequences_batch(prompts, responses, response_mask, tokenizer.pad_id)
+            logp, _ = policy(input_ids, attention_mask, response_mask, valid_vocab=tokenizer.vocab_size,
+                             fused=cfg.rl.logprob == "fused")
+            loss = -(logp * response_mask).sum() / response_mask.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            optimizer.step()
+            loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+            if (step + 1) % 100 == 0 or step + 1 == cfg.sft.steps:
+                log(f"warm start step {step + 1}/{cfg.sft.steps}: loss {loss_avg:.4f} ({time.time() - t0:.0f}s)")
+        step = cfg.sft.steps
+        optimizer.zero_grad(set_to_none=True)
+    except KeyboardInterrupt:
+        log(f"interrupted: saving the warm start at step {step}")
+        models.save_checkpoint(cache_dir, step, policy, {"step": step, "optimizer": optimizer.state_dict()},
+                               config_to_dict(cfg))
+        raise
+    return models.save_checkpoint(cache_dir, step, policy, {"step": step, "optimizer": optimizer.state_dict()},
+                                  config_to_dict(cfg))
+
+
+def sft_lr(sft: SFTConfig, step: int) -> float:
+    if step < sft.warmup:
+        return sft.lr * (step + 1) / sft.warmup
+    progress = (step - sft.warmup) / max(1, sft.steps - sft.warmup)
+    return sft.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def right_pad(sequences: list[list[int]], pad_id: int, device):
+    """Token lists -> (ids [R, L], mask [R, L] float) with padding on the right."""
+    L = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), L), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(sequences), L)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = torch.tensor(seq)
+        mask[row, :len(seq)] = 1.0
+    return ids.to(device), mask.to(device)
+
+
+# ----------------------------------------------------------------------------- stage 2: one RL step
+
+def estimator_extras(estimator, prompt_entropy, generator, n_groups) -> dict:
+    """The optional arguments an estimator declares: prompt_entropy, generator, n_groups."""
+    available = {"prompt_entropy": prompt_entropy, "generator": generator, "n_groups": n_groups or None}
+    parameters = inspect.signature(estimator).parameters
+    return {name: value for name, value in available.items() if name in parameters}
+
+
+def ppo_token_loss(logp, old_logp, advantages, eps_low, eps_high):
+    """PPO-clip with clip-higher, per token: -min(r A, clip(r, 1-eps_low, 1+eps_high) A); also clipped [R, L]."""
+    ratio = torch.exp(logp - old_logp)
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * advantages
+    return -torch.minimum(unclipped, clipped), (clipped < unclipped).float()
+
+
+def kl_k3(logp, ref_logp):
+    """Schulman's k3 estimator of KL(policy || reference), per token: exp(ref - logp) - (ref - logp) - 1."""
+    log_ratio = ref_logp - logp
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, device) -> dict:
+    rl, B, N = cfg.rl, cfg.rl.prompts_per_step, cfg.rl.responses_per_prompt
+    phase = active_phase(cfg, step)
+    t0 = time.time()
+
+    # 1. sample B prompts x N responses; the randomness of prompt i comes from (run seed, step, i)
+    problems = task.train_batch("rl", step, B)
+    prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
+    policy.eval()
+    rollout = generate(policy, prompts, n=N, max_new_tokens=cfg.task.max_new_tokens, eos_ids=tokenizer.eos_ids,
+                       pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size, temperature=rl.temperature,
+                       top_p=rl.top_p, top_k=rl.top_k, seeds=[combine_seeds(cfg.run.seed, step, i) for i in range(B)])
+    t_rollout = time.time() - t0
+
+    # 2. score
+    texts = [tokenizer.decode(row) for row in rollout.tokens.tolist()]
+    golds = [p.gold for p in problems for _ in range(N)]
+    timeouts_before = reward.verifier_stats().get("timeouts", 0)
+    rewards = torch.tensor(reward.score_batch(task.name, texts, golds, **reward_options(cfg)),
+                           dtype=torch.float32, device=device).view(B, N)
+
+    # 3. old log-probs and entropy with the training path (never the sampler's: see DESIGN.md)
+    row_prompts = [p for p in prompts for _ in range(N)]
+    input_ids, attention_mask = sequences_batch(row_prompts, rollout.tokens, rollout.response_mask, tokenizer.pad_id)
+    response_mask = rollout.response_mask  # [B*N, L]
+    with torch.no_grad():
+        old_logp, entropy = policy_logprobs(policy, input_ids, attention_mask, response_mask, cfg,
+                                            tokenizer.vocab_size, return_entropy=True, micro_batch=rl.micro_batch)
+        ref_logp = policy_logprobs(reference, input_ids, attention_mask, response_mask, cfg, tokenizer.vocab_size,
+                                   micro_batch=rl.micro_batch)[0] if reference is not None else None
+    tokens_per_prompt = response_mask.view(B, N, -1).sum((1, 2))
+    prompt_entropy = (entropy * response_mask).view(B, N, -1).sum((1, 2)) / tokens_per_prompt  # [B]
+
+    # 4. advantages [B, N] from the active phase's estimator
+    estimator = advantage.ESTIMATORS[phase["advantage"]]
+    generator = torch.Generator(device=device).manual_seed(combine_seeds(cfg.run.seed, step, 0xAD))
+    advantages = estimator(rewards, k=phase["k"], **estimator_extras(estimator, prompt_entropy, generator, rl.n_groups))
+    row_advantages = advantages.reshape(B * N, 1).float()  # broadcast over tokens
+    loss_mask = response_mask * (~rollout.truncated).float()[:, None] if rl.mask_truncated else response_mask
+
+    # 5. PPO updates: each mini-batch takes an equal random share of every prompt's responses
+    policy.train()
+    order = torch.Generator().manual_seed(combine_seeds(cfg.run.seed, step, 0x5EED))
+    stats = {"clip_frac": [], "approx_kl": [], "grad_norm": [], "loss": [], "kl": []}
+    skipped = 0
+    for epoch in range(rl.epochs):
+        shares = torch.stack([torch.randperm(N, generator=order) for _ in range(B)])  # [B, N]
+        for m in range(rl.minibatches):
+            picked = shares[:, m * N // rl.minibatches:(m + 1) * N // rl.minibatches]  # [B, N/M]
+            rows = (torch.arange(B)[:, None] * N + picked).flatten().to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss, grad_norm, minibatch_stats = ppo_update(cfg, policy, rows, input_ids, attention_mask,
+                                                          response_mask, loss_mask, old_logp, ref_logp,
+                                                          row_advantages, tokenizer.vocab_size)
+            if math.isfinite(loss) and math.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                skipped += 1  # a non-finite loss or gradient skips the update; the run goes on
+            for name, value in minibatch_stats.items():
+                stats[name].append(value)
+            stats["loss"].append(loss)
+            stats["grad_norm"].append(grad_norm)
+
+    tokens = response_mask.sum()
+    mean = lambda values: sum(values) / len(values) if values else float("nan")
+    return {
+        "train/reward": rewards.mean().item(),
+        "train/solved_any": (rewards.max(1).values > 0).float().mean().item(),
+        "train/entropy": ((entropy * response_mask).sum() / tokens).item(),
+        "train/loss": mean(stats["loss"]),
+        "train/clip_frac": mean(stats["clip_frac"]),
+        "train/approx_kl": mean(stats["approx_kl"]),
+        "train/kl_ref": mean(stats["kl"]),
+        "train/grad_norm": mean(stats["grad_norm"]),
+        "train/skipped_updates": skipped,
+        "train/zero_adv_frac": (advantages.abs().amax(1) == 0).float().mean().item(),
+        "train/adv_abs": advantages.abs().mean().item(),
+        "train/resp_len": (tokens / response_mask.shape[0]).item(),
+        "train/truncated_frac": rollout.truncated.float().mean().item(),
+        "train/sampler_logp_gap": ((rollout.sampler_logprobs - old_logp).abs() * response_mask).sum().item() / tokens.item(),
+        "train/lr": optimizer.param_groups[0]["lr"],
+        "train/advantage": phase["advantage"],
+        "train/k": phase["k"],
+        "train/verifier_timeouts": reward.verifier_stats().get("timeouts", 0) - timeouts_before,
+        "time/rollout_s": t_rollout,
+        "time/step_s": time.time() - t0,
+    }
+
+
+def ppo_update(cfg, policy, rows, input_ids, attention_mask, response_mask, loss_mask, old_logp, ref_logp,
+               row_advantages, valid_vocab):
+    """One optimizer update on a mini-batch of rows, accumulated over micro-batches; returns (loss, grad norm, stats)."""
+    rl = cfg.rl
+    mask = loss_mask[rows]
+    if rl.loss_agg == "token_mean":
+        denominator = mask.sum().clamp(min=1)
+    elif rl.loss_agg == "constant":
+        denominator = torch.tensor(float(len(rows) * cfg.task.max_new_tokens))
+    micro = rl.micro_batch or len(rows)
+    total_loss, clip_sum, kl_sum, approx_kl_sum = 0.0, 0.0, 0.0, 0.0
+    for start in range(0, len(rows), micro):
+        part = rows[start:start + micro]
+        part_mask = loss_mask[part]
+        logp, _ = policy(input_ids[part], attention_mask[part], response_mask[part], temperature=rl.temperature,
+                         valid_vocab=valid_vocab, fused=rl.logprob == "fused")
+        token_loss, clipped = ppo_token_loss(logp, old_logp[part], row_advantages[part], rl.eps_low, rl.eps_high)
+        if ref_logp is not None:
+            kl = kl_k3(logp, ref_logp[part])
+            token_loss = token_loss + rl.kl_coef * kl
+            kl_sum += (kl.detach() * part_mask).sum().item()
+        if rl.loss_agg == "seq_mean":  # mean over each row's tokens, then over rows
+            loss = ((token_loss * part_mask).sum(1) / part_mask.sum(1).clamp(min=1)).sum() / len(rows)
+        else:
+            loss = (token_loss * part_mask).sum() / denominator
+        loss.backward()
+        total_loss += loss.item()
+        clip_sum += (clipped * part_mask).sum().item()
+        log_ratio = (logp.detach() - old_logp[part]) * part_mask
+        approx_kl_sum += ((torch.exp(log_ratio) - 1 - log_ratio) * part_mask).sum().item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.grad_clip).item()
+    n_tokens = max(mask.sum().item(), 1.0)
+    return total_loss, grad_norm, {"clip_frac": clip_sum / n_tokens, "approx_kl": approx_kl_sum / n_tokens,
+                                   "kl": kl_sum / n_tokens}
+
+
+# ----------------------------------------------------------------------------- the run
+
+def run_eval(cfg, policy, tokenizer, task) -> dict:
+    return evaluation.evaluate(policy, tokenizer, task.heldout[:cfg.eval.n_problems], task.name,
+                               n=cfg.eval.n_samples, max_new_tokens=cfg.task.max_new_tokens,
+                               temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, ks=cfg.eval.ks,
+                               seed=cfg.run.seed, reward_options=reward_options(cfg))
+
+
+def summary_table(before: dict, after: dict, ks) -> str:
+    columns = [f"pass@{k}" for k in ks] + ["greedy"]
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, metrics in (("warm start", before), ("after RL", after)):
+        lines.append(f"| {label} | " + " | ".join(f"{100 * metrics.get('eval/' + c, float('nan')):.1f}"
+                                                   for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def train(cfg: Config, log=print) -> dict:
+    """Warm start, then RL; returns the final evaluation metrics."""
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = models.pick_device(cfg.run.device)
+    torch.manual_seed(cfg.run.seed)
+    random.seed(cfg.run.seed)
+    run_dir = os.path.join(cfg.run.out_dir, cfg.run.name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
+    task = build_task(cfg)
+
+    resume_from = models.latest_checkpoint(run_dir) if cfg.run.resume else None
+    if cfg.run.resume and resume_from is None:
+        log(f"--resume: no checkpoint in {run_dir}, starting fresh")
+    if resume_from:
+        policy, tokenizer = build_policy(cfg, device, checkpoint=resume_from)
+    elif cfg.model.init:
+        policy, tokenizer = build_policy(cfg, device, checkpoint=resolve_checkpoint(cfg.model.init))
+    else:
+        policy, tokenizer = build_policy(cfg, device)
+        if cfg.sft.steps > 0:
+            warm_start(cfg, policy, tokenizer, task, device, log)
+    reference = None
+    if cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on
+        reference = build_policy(cfg, device)[0]
+        reference.load_state_dict(policy.state_dict())
+        reference.requires_grad_(False).eval()
+    optimizer = make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay)
+    start_step, before = 0, None
+    if resume_from:
+        state = torch.load(os.path.join(resume_from, "trainer.pt"), weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start_step, before = state["step"], state.get("eval_before")
+        log(f"resumed from {resume_from} at step {start_step}")
+    metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), resume_step=start_step if resume_from else None)
+
+    def save(step):
+        state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state(), "eval_before": before}
+        return models.save_checkpoint(run_dir, step, policy, state, config_to_dict(cfg), keep=cfg.run.keep_checkpoints)
+
+    if before is None:
+        before = run_eval(cfg, policy, tokenizer, task)
+        metrics_log.write(0, before)
+        log("before RL: " + format_metrics(before))
+    step = start_step
+    progress = _progress(range(start_step, cfg.rl.steps), cfg.run.progress)
+    try:
+        for step in progress:
+            for group in optimizer.param_groups:  # linear warmup, then constant
+                group["lr"] = cfg.rl.lr * min(1.0, (step + 1) / max(1, cfg.rl.warmup))
+            metrics = rl_step(step, cfg, policy, reference, optimizer, task, tokenizer, device)
+            done = step + 1
+            if cfg.eval.every and done % cfg.eval.every == 0 and done < cfg.rl.steps:
+                metrics.update(run_eval(cfg, policy, tokenizer, task))
+            metrics_log.write(done, metrics)
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix(reward=f"{metrics['train/reward']:.3f}", phase=metrics["train/advantage"])
+            if done % cfg.run.checkpoint_every == 0 and done < cfg.rl.steps:
+                save(done)
+        step = cfg.rl.steps
+    except KeyboardInterrupt:
+        log(f"\ninterrupted: saving a checkpoint at step {step}")
+        save(step)
+        raise
+    after = run_eval(cfg, policy, tokenizer, task)
+    metrics_log.write(cfg.rl.steps, after)
+    save(cfg.rl.steps)
+    evaluation.plot_run(run_dir)
+    table = summary_table(before, after, cfg.eval.ks)
+    with open(os.path.join(run_dir, "summary.md"), "w") as f:
+        f.write(table + "\n")
+    log(f"\nheld-out {cfg.task.name}: {cfg.eval.n_problems} problems, pass@k from n = {cfg.eval.n_samples} samples "
+        f"at temperature {cfg.eval.temperature}\n" + table + f"\n(plots and metrics in {run_dir}/)")
+    return after
+
+
+def format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def _progress(steps, enabled):
+    if not enabled:
+        return steps
+    from tqdm import tqdm
+    return tqdm(steps, desc="RL", dynamic_ncols=True)
+
+
+def main(argv=None):
+    try:
+        cfg, _ = parse_args(sys.argv[1:] if argv is None else argv)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    try:
+        train(cfg)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
