@@ -19,6 +19,7 @@ Checkpoints follow DESIGN.md: runs/<name>/ckpt_<step>/ holds the weights
 written under a temporary name and renamed when complete; runs/<name>/latest names
 the newest.
 """
+import inspect
 import json
 import math
 import os
@@ -112,7 +113,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache=None, layer=0):
+    def forward(self, x, cos, sin, mask, cache=None, layer=0, prefix=None):
         B, T, d = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)  # [B, H, T, hd] each
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -121,6 +122,9 @@ class Attention(nn.Module):
             cache.keys[layer, :, :, cache.length:end] = k
             cache.values[layer, :, :, cache.length:end] = v
             k, v = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]
+        if prefix is not None:  # training with a shared prompt: keys and values of the prompt come first
+            prefix.record(layer, k, v)
+            k, v = prefix.extend(layer, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, T, hd]
         return self.proj(y.transpose(1, 2).reshape(B, T, d))
 
@@ -134,9 +138,31 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd, bias=False), nn.GELU(),
                                  nn.Linear(4 * config.n_embd, config.n_embd, bias=False))
 
-    def forward(self, x, cos, sin, mask, cache=None, layer=0):
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer)
+    def forward(self, x, cos, sin, mask, cache=None, layer=0, prefix=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer, prefix)
         return x + self.mlp(self.mlp_norm(x))
+
+
+class SharedPrefix:
+    """Keys and values of B prompts, kept with their gradient graph, reused by each prompt's n responses.
+
+    Training on n responses per prompt would otherwise run every prompt n times. The prompt
+    pass records each layer's keys and values; the response pass puts them (copied to the
+    n rows of each prompt) in front of its own. Gradients flow back into the prompt pass.
+    """
+
+    def __init__(self, n_repeat: int):
+        self.n_repeat, self.keys, self.values, self.recording = n_repeat, [], [], True
+
+    def record(self, layer, k, v):
+        if self.recording:
+            self.keys.append(k.repeat_interleave(self.n_repeat, dim=0))  # [B*n, H, P, hd]
+            self.values.append(v.repeat_interleave(self.n_repeat, dim=0))
+
+    def extend(self, layer, k, v):
+        if self.recording:
+            return k, v
+        return torch.cat([self.keys[layer], k], dim=2), torch.cat([self.values[layer], v], dim=2)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -164,7 +190,7 @@ class GPT(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
-    def hidden_states(self, input_ids, positions, mask, cache=None):
+    def hidden_states(self, input_ids, positions, mask, cache=None, prefix=None):
         """input_ids, positions [B, T]; mask [B, 1, T, S] bool -> final-norm hidden states [B, T, d]."""
         if int(positions.max()) >= self.config.block_size:
             raise ValueError(f"sequence longer than model.block_size={self.config.block_size}")
@@ -172,7 +198,7 @@ class GPT(nn.Module):
         sin = self.rope_sin[positions].unsqueeze(1)
         x = self.tok_emb(input_ids)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask, cache, layer)
+            x = block(x, cos, sin, mask, cache, layer, prefix)
         return self.norm(x)
 
     def logits(self, input_ids, attention_mask):
@@ -181,17 +207,34 @@ class GPT(nn.Module):
         return self.lm_head(self.hidden_states(input_ids, positions, causal_padding_mask(attention_mask)))
 
     def forward(self, input_ids, attention_mask, response_mask, *, temperature=1.0, valid_vocab=None,
-                return_entropy=False, fused=True):
+                return_entropy=False, fused=True, group_size=1):
         """Log-prob mode: per-token log-probs (and entropy) of the responses, the last L columns.
 
         input_ids, attention_mask [R, T]: left-padded prompt followed by the response;
         response_mask [R, L]: 1 on response tokens to score. Returns logp [R, L] (0 off the
         mask) and entropy [R, L] or None. Only masked response positions reach the LM head.
+        group_size > 1 says that rows come in groups of that many responses to the same prompt:
+        each prompt then runs once (SharedPrefix), not once per response.
         """
         L = response_mask.shape[1]
         positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-        hidden = self.hidden_states(input_ids, positions, causal_padding_mask(attention_mask))  # [R, T, d]
-        return head_logprobs(hidden[:, -L - 1:-1], input_ids[:, -L:], response_mask, self.lm_head.weight,
+        if group_size == 1:
+            hidden = self.hidden_states(input_ids, positions, causal_padding_mask(attention_mask))  # [R, T, d]
+            predictors = hidden[:, -L - 1:-1]  # position t predicts token t + 1
+        else:
+            prefix = SharedPrefix(group_size)
+            prompt_mask = attention_mask[::group_size, :-L]  # [B, P]
+            prompt_hidden = self.hidden_states(input_ids[::group_size, :-L], positions[::group_size, :-L],
+                                               causal_padding_mask(prompt_mask), prefix=prefix)  # [B, P, d]
+            prefix.recording = False
+            # response queries see the prompt's real tokens, then their own tokens causally
+            response_keys = causal_padding_mask(attention_mask[:, -L:])  # [R, 1, L, L]
+            prompt_keys = attention_mask[:, None, None, :-L].bool().expand(-1, 1, L, -1)  # [R, 1, L, P]
+            response_hidden = self.hidden_states(input_ids[:, -L:], positions[:, -L:],
+                                                 torch.cat([prompt_keys, response_keys], dim=-1), prefix=prefix)
+            predictors = torch.cat([prompt_hidden[:, -1:].repeat_interleave(group_size, dim=0),
+                                    response_hidden[:, :-1]], dim=1)  # [R, L, d]
+        return head_logprobs(predictors, input_ids[:, -L:], response_mask, self.lm_head.weight,
                              temperature, valid_vocab, return_entropy, fused)
 
     @torch.no_grad()
@@ -244,10 +287,8 @@ def head_logprobs(hidden, targets, response_mask, weight, temperature, valid_voc
     result = compute(hidden[select], weight, targets[select], temperature=temperature,
                      valid_vocab=valid_vocab, return_entropy=return_entropy)
     logp_selected, entropy_selected = result if return_entropy else (result, None)
-    logp = hidden.new_zeros(select.shape, dtype=torch.float32).masked_scatter(select, logp_selected)
-    if entropy_selected is None:
-        return logp, None
-    return logp, hidden.new_zeros(select.shape, dtype=torch.float32).masked_scatter(select, entropy_selected)
+    scatter = lambda values: hidden.new_zeros(select.shape, dtype=torch.float32).masked_scatter(select, values.float())
+    return scatter(logp_selected), (scatter(entropy_selected) if return_entropy else None)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -294,3 +335,217 @@ def latest_checkpoint(run_dir):
     with open(pointer) as f:
         path = os.path.join(run_dir, f.read().strip())
     return path if os.path.isdir(path) else None
+
+
+# ----------------------------------------------------------------------------- Hugging Face models
+
+HF_DECODE_MODES = ("dynamic", "static", "compiled")
+STATIC_CACHE_ROUNDING = 256  # static cache slots come in multiples of this (fewer recompiles)
+
+
+def looks_like_path(source: str) -> bool:
+    """A Hub id is 'name' or 'org/name'; anything else (/abs, ./rel, a/b/c, ~) is meant as a folder."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep != "/" and os.sep in source
+
+
+def load_hf(source: str, device, *, chat=False, system_prompt="", dtype="auto", gradient_checkpointing=False,
+            compile=False, decode="dynamic"):
+    """(HFPolicy, HFTokenizer) from a Hub name or a local folder (a passk checkpoint of an HF run is one).
+
+    Weights load in float32 whatever the checkpoint's dtype: they are the optimizer's master copy.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from tokenizer import HFTokenizer
+
+    if os.path.isdir(os.path.expanduser(source)):
+        source = os.path.expanduser(source)
+    elif looks_like_path(source):
+        raise ValueError(f"model.hf: no model folder at {source}")
+    try:
+        hf_tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except OSError as err:  # not on the Hub (or offline): transformers explains in a paragraph
+        raise ValueError(f"model.hf: cannot load '{source}': not a local folder, and the Hugging Face Hub "
+                         f"did not provide it ({str(err).splitlines()[0][:160]})") from None
+    policy = HFPolicy(model.to(device), hf_tokenizer, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
+                      compile=compile, decode=decode)
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    tokenizer = HFTokenizer(hf_tokenizer, chat=chat, system_prompt=system_prompt, name=source,
+                            extra_eos_ids=eos if isinstance(eos, list) else [eos] if eos is not None else [],
+                            max_vocab=policy.lm_head.weight.shape[0])
+    return policy, tokenizer
+
+
+@dataclass
+class HFDecodeState:
+    """What decode needs besides transformers' cache: every row's mask and next RoPE position."""
+    kv: object                     # transformers DynamicCache or StaticCache
+    attention_mask: torch.Tensor   # [R, P + max_new_tokens] long: 1 on real tokens, prompt and generated
+    next_position: torch.Tensor    # [R] position of the next token (left padding makes it differ per row)
+    length: int                    # columns of attention_mask filled so far
+
+
+class HFPolicy(nn.Module):
+    """A `transformers` causal LM with the GPT's interface: prefill, decode, log-prob forward, checkpoints.
+
+    Weights stay float32 (the master copy the optimizer updates: AdamW at lr 1e-6 on bf16 weights
+    would round most updates away); compute runs under bf16 autocast when `dtype` says so. Left
+    padding is handled with per-row position_ids and the 2-D attention mask, as `generate` does.
+    The log-prob forward takes the base model's last hidden states and the LM head's weight
+    through head_logprobs (logprob.py), so no [tokens, vocab] logits tensor is ever built.
+    decode: 'dynamic' (DynamicCache, grows by concatenation), 'static' (StaticCache: one
+    preallocated tensor per layer written in place, gpt-fast style) or 'compiled' (static, plus a
+    torch.compile'd one-token step; on CUDA with CUDA graphs).
+    """
+
+    def __init__(self, model, hf_tokenizer=None, *, dtype="auto", gradient_checkpointing=False, compile=False,
+                 decode="dynamic"):
+        super().__init__()
+        if decode not in HF_DECODE_MODES:
+            raise ValueError(f"model.decode '{decode}' must be one of {', '.join(HF_DECODE_MODES)}")
+        if dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"model.dtype '{dtype}' must be auto, float32 or bfloat16")
+        head = model.get_output_embeddings()
+        if getattr(head, "bias", None) is not None or getattr(model.config, "final_logit_softcapping", None) \
+                or getattr(model.config, "logit_scale", 1.0) not in (None, 1.0):
+            raise ValueError(f"{type(model).__name__}: an LM head with a bias, a logit scale or soft-capping is "
+                             f"not supported (the log-prob path computes hidden @ weight.T)")
+        self.model = model  # the optimizer's parameters: float32
+        self.hf_tokenizer = hf_tokenizer
+        device = next(model.parameters()).device
+        use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
+        self.compute_dtype = torch.bfloat16 if use_bf16 else torch.float32
+        self.gradient_checkpointing, self.compile, self.decode_mode = gradient_checkpointing, compile, decode
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        forward_parameters = inspect.signature(model.base_model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_parameters else "past_key_values"  # renamed in 5.x
+        # compiled callables are kept as plain functions, not submodules, so state_dict keys stay the model's
+        self._backbone = torch.compile(model.base_model.forward) if compile else model.base_model.forward
+        self._decode_step = self._one_token
+        if decode == "compiled":
+            mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs replay the whole step
+            self._decode_step = torch.compile(self._one_token, mode=mode, fullgraph=True)
+
+    @property
+    def lm_head(self):
+        return self.model.get_output_embeddings()
+
+    def _autocast(self):
+        device_type = self.lm_head.weight.device.type
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16)
+
+    def _hidden(self, backbone, input_ids, attention_mask, position_ids, cache=None):
+        """Last hidden states [R, T, d] (after the final norm)."""
+        with self._autocast():
+            return backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            use_cache=cache is not None, **{self._cache_arg: cache}).last_hidden_state
+
+    def forward(self, input_ids, attention_mask, response_mask, *, temperature=1.0, valid_vocab=None,
+                return_entropy=False, fused=True, group_size=1):
+        """Log-prob mode, as GPT.forward: logp [R, L] of the response columns, entropy [R, L] or None.
+
+        group_size > 1 (rows grouped by prompt) runs each prompt once and its responses on a copy of
+        its cache, keeping the gradient graph; with gradient checkpointing or compile every row runs whole.
+        """
+        from transformers import DynamicCache
+
+        L = response_mask.shape[1]
+        positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # [R, T]
+        if group_size == 1 or self.gradient_checkpointing or self.compile:
+            hidden = self._hidden(self._backbone, input_ids, attention_mask, positions)  # [R, T, d]
+            predictors = hidden[:, -L - 1:-1]  # position t predicts token t + 1
+        else:
+            cache = DynamicCache(config=self.model.config)
+            prompt_hidden = self._hidden(self.model.base_model, input_ids[::group_size, :-L],
+                                         attention_mask[::group_size, :-L], positions[::group_size, :-L], cache)
+            cache.batch_repeat_interleave(group_size)
+            response_hidden = self._hidden(self.model.base_model, input_ids[:, -L:], attention_mask,
+                                           positions[:, -L:], cache)  # [R, L, d]
+            predictors = torch.cat([prompt_hidden[:, -1:].repeat_interleave(group_size, dim=0),
+                                    response_hidden[:, :-1]], dim=1)  # [R, L, d]
+        weight = self.lm_head.weight  # [V, d] float32 master
+        # bf16 operands with float32 accumulation (logprob.py); gradients flow back to the float32 weight
+        predictors, weight = predictors.to(self.compute_dtype), weight.to(self.compute_dtype)
+        return head_logprobs(predictors, input_ids[:, -L:], response_mask, weight, temperature, valid_vocab,
+                             return_entropy, fused)
+
+    @torch.no_grad()
+    def prefill(self, prompt_ids, prompt_mask, n_repeat: int, max_new_tokens: int):
+        """The B prompts once (DynamicCache), then each row's cache copied to its n_repeat responses."""
+        from transformers import DynamicCache
+
+        B, P = prompt_ids.shape
+        positions = (prompt_mask.long().cumsum(1) - 1).clamp(min=0)
+        prompt_cache = DynamicCache(config=self.model.config)
+        hidden = self._hidden(self.model.base_model, prompt_ids, prompt_mask, positions, prompt_cache)  # [B, P, d]
+        with self._autocast():
+            logits = self.lm_head(hidden[:, -1]).repeat_interleave(n_repeat, dim=0)  # [B*n, V]
+        R = B * n_repeat
+        attention_mask = torch.zeros(R, P + max_new_tokens, dtype=torch.long, device=prompt_ids.device)
+        attention_mask[:, :P] = prompt_mask.repeat_interleave(n_repeat, dim=0)
+        if self.decode_mode == "dynamic":
+            prompt_cache.batch_repeat_interleave(n_repeat)
+            kv = prompt_cache
+        else:  # capacity rounded up, so that prompts of other lengths reuse the compiled step's shapes
+            capacity = STATIC_CACHE_ROUNDING * math.ceil((P + max_new_tokens) / STATIC_CACHE_ROUNDING)
+            attention_mask = F.pad(attention_mask, (0, capacity - attention_mask.shape[1]))
+            kv = self._static_cache(prompt_cache, n_repeat, capacity)
+        next_position = (positions[:, -1] + 1).repeat_interleave(n_repeat)  # [R]
+        return logits, HFDecodeState(kv, attention_mask, next_position, P)
+
+    def _static_cache(self, prompt_cache, n_repeat, capacity):
+        """A StaticCache for B*n rows and `capacity` slots, its first P slots the prompts' keys and values."""
+        from transformers import StaticCache
+
+        kv = StaticCache(config=self.model.config, max_cache_len=capacity)
+        if any(kv.is_sliding):
+            raise ValueError("model.decode static/compiled supports full-attention models only; use dynamic")
+        keys = prompt_cache.layers[0].keys  # [B, H_kv, P, hd]
+        kv.early_initialization(keys.shape[0] * n_repeat, keys.shape[1], keys.shape[3], keys.dtype, keys.device)
+        for static, dynamic in zip(kv.layers, prompt_cache.layers):
+            P = dynamic.keys.shape[2]
+            static.keys[:, :, :P].copy_(dynamic.keys.repeat_interleave(n_repeat, dim=0))
+            static.values[:, :, :P].copy_(dynamic.values.repeat_interleave(n_repeat, dim=0))
+            static.cumulative_length.fill_(P)  # in place: its address is static (CUDA graphs)
+        return kv
+
+    def _one_token(self, tokens, position_ids, attention_mask, kv):
+        """tokens, position_ids [R, 1]; attention_mask [R, S] -> logits [R, V]: the step compile sees."""
+        hidden = self._hidden(self.model.base_model, tokens, attention_mask, position_ids, kv)  # [R, 1, d]
+        with self._autocast():
+            return self.lm_head(hidden[:, -1])
+
+    @torch.no_grad()
+    def decode(self, tokens, state: HFDecodeState):
+        """tokens [R] -> next-token logits [R, V]; the cache grows (or fills) by one slot."""
+        state.attention_mask[:, state.length] = 1
+        state.length += 1
+        # a static cache sees the whole mask (its shape never changes: one compiled graph); unfilled slots are 0
+        mask = state.attention_mask if self.decode_mode != "dynamic" else state.attention_mask[:, :state.length]
+        logits = self._decode_step(tokens[:, None], state.next_position[:, None], mask, state.kv)
+        state.next_position += 1
+        return logits
+
+    # checkpoint weights: save_pretrained, so a checkpoint is a Hugging Face model folder
+    def save_weights(self, directory):
+        self.model.save_pretrained(directory)
+        if self.hf_tokenizer is not None:
+            self.hf_tokenizer.save_pretrained(directory)
+
+    def load_weights(self, directory):
+        """Weights from a save_pretrained folder (one or several safetensors shards) into this model."""
+        from safetensors.torch import load_file
+
+        files = sorted(f for f in os.listdir(directory) if f.endswith(".safetensors"))
+        if not files:
+            raise ValueError(f"no .safetensors weights in {directory}")
+        state = {}
+        for name in files:
+            state.update(load_file(os.path.join(directory, name), device=str(self.lm_head.weight.device)))
+        own = self.model.state_dict()
+        _, unexpected = self.model.load_state_dict(state, strict=False)
+        loaded = {own[k].data_ptr() for k in state if k in own}
+        missing = [k for k in own if k not in state and own[k].data_ptr() not in loaded]  # tied weights are loaded
+        if missing or unexpected:
+            raise ValueError(f"{directory} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")

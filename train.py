@@ -86,12 +86,26 @@ class ModelConfig:
     """tiny GPT: LM head shares the token embedding"""
     init: str = ""
     """checkpoint directory to start RL from; skips the warm start"""
+    hf: str = ""
+    """Hugging Face causal LM (Hub name or local folder) instead of the tiny GPT, e.g. Qwen/Qwen2.5-0.5B-Instruct"""
+    chat: bool = False
+    """hf: format prompts with the tokenizer's chat template (instruct models); false = plain text (base models)"""
+    system_prompt: str = ""
+    """hf, chat: system message before the prompt ("" = none, or the template's own default)"""
+    dtype: str = "auto"
+    """hf: compute dtype: auto (bfloat16 autocast on CUDA, float32 elsewhere), bfloat16 or float32; weights stay float32"""
+    gradient_checkpointing: bool = False
+    """hf: recompute activations in the backward pass (less memory, about a third more compute)"""
+    compile: bool = False
+    """hf: torch.compile the transformer of the log-prob forward (training)"""
+    decode: str = "dynamic"
+    """hf sampler cache: dynamic (DynamicCache), static (preallocated StaticCache) or compiled (static + torch.compile'd step)"""
 
 
 @dataclass
 class TaskConfig:
     name: str = "maze"
-    """maze, countdown or arithmetic"""
+    """maze, countdown, arithmetic or math (problems from task.train_file)"""
     min_size: int = 5
     """maze: smallest grid side (odd sizes are used)"""
     max_size: int = 9
@@ -106,6 +120,16 @@ class TaskConfig:
     """held-out problems (never seen in training)"""
     max_new_tokens: int = 64
     """longest response"""
+    train_file: str = ""
+    """math: training problems, a .jsonl or .parquet file"""
+    test_file: str = ""
+    """math: held-out problems ("" = hold out task.n_heldout problems of train_file)"""
+    prompt_field: str = "prompt"
+    """math: the field that holds the problem text"""
+    answer_field: str = "answer"
+    """math: the field that holds the gold answer"""
+    template: str = "math"
+    """math: prompt template: math (MATH-style), gsm8k (word problems) or plain (the text as it is)"""
 
 
 @dataclass
@@ -120,6 +144,8 @@ class SFTConfig:
     """warmup steps"""
     weight_decay: float = 0.0
     """AdamW weight decay"""
+    buckets: int = 4
+    """each batch runs in this many chunks of similar prompt length (less padding)"""
 
 
 @dataclass
@@ -294,16 +320,26 @@ def parse_args(argv) -> tuple[Config, str]:
         section, _, name = key.partition(".")
         overrides.setdefault(section, {})[name] = yaml.safe_load(value)
     if config_path:
-        if not os.path.isfile(config_path):
-            raise ConfigError(f"config file not found: {config_path}")
-        with open(config_path) as f:
-            settings = yaml.safe_load(f) or {}
-        if not isinstance(settings, dict):
-            raise ConfigError(f"{config_path} must hold a mapping of sections")
-        apply_settings(cfg, settings, config_path)
+        load_config_file(cfg, config_path)
     apply_settings(cfg, overrides, "the command line")
     validate(cfg)
     return cfg, config_path
+
+
+def load_config_file(cfg: Config, path: str, seen=()):
+    """Apply a YAML config; a top-level `base: other.yaml` (relative to this file) is applied first."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    if os.path.abspath(path) in seen:
+        raise ConfigError(f"config {path} includes itself through 'base'")
+    with open(path) as f:
+        settings = yaml.safe_load(f) or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections")
+    base = settings.pop("base", None)
+    if base:
+        load_config_file(cfg, os.path.join(os.path.dirname(path), base), seen + (os.path.abspath(path),))
+    apply_settings(cfg, settings, path)
 
 
 def print_help():
@@ -364,8 +400,12 @@ def validate(cfg: Config):
         raise ConfigError(f"rl.loss_agg '{rl.loss_agg}' must be token_mean, seq_mean or constant")
     if rl.logprob not in ("fused", "naive"):
         raise ConfigError(f"rl.logprob '{rl.logprob}' must be fused or naive")
-    if cfg.task.name not in TASK_MAKERS:
-        raise ConfigError(f"task.name '{cfg.task.name}' is unknown; known: {', '.join(TASK_MAKERS)}")
+    if cfg.task.name not in TASK_NAMES:
+        raise ConfigError(f"task.name '{cfg.task.name}' is unknown; known: {', '.join(TASK_NAMES)}")
+    if cfg.task.name == "math":
+        validate_math(cfg)
+    if cfg.model.hf:
+        validate_hf(cfg.model)
     if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
         raise ConfigError(f"model.init: no checkpoint at {cfg.model.init}")
     bad_ks = [k for k in cfg.eval.ks if not isinstance(k, int) or not 1 <= k <= cfg.eval.n_samples]
@@ -375,6 +415,27 @@ def validate(cfg: Config):
         raise ConfigError(f"eval.n_problems={cfg.eval.n_problems} exceeds task.n_heldout={cfg.task.n_heldout}")
 
 
+def validate_math(cfg: Config):
+    t = cfg.task
+    for key, path in (("task.train_file", t.train_file), ("task.test_file", t.test_file)):
+        if (path or key == "task.train_file") and not os.path.isfile(path):
+            raise ConfigError(f"{key}: no math data file at '{path}'")
+    if t.template not in tasks.MATH_TEMPLATES:
+        raise ConfigError(f"task.template '{t.template}' is unknown; known: {', '.join(tasks.MATH_TEMPLATES)}")
+    if cfg.sft.steps > 0:
+        raise ConfigError("task.name=math has no demonstrations for a warm start: set sft.steps: 0 "
+                          "(and start from a pretrained model.hf)")
+
+
+def validate_hf(m: ModelConfig):
+    if models.looks_like_path(m.hf) and not os.path.isdir(os.path.expanduser(m.hf)):
+        raise ConfigError(f"model.hf: no model folder at {m.hf}")
+    if m.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"model.dtype '{m.dtype}' must be auto, float32 or bfloat16")
+    if m.decode not in models.HF_DECODE_MODES:
+        raise ConfigError(f"model.decode '{m.decode}' must be one of {', '.join(models.HF_DECODE_MODES)}")
+
+
 # ----------------------------------------------------------------------------- building the pieces
 
 TASK_MAKERS = {
@@ -382,18 +443,33 @@ TASK_MAKERS = {
     "countdown": lambda t: tasks.countdown_maker(t.n_numbers, t.max_number),
     "arithmetic": lambda t: tasks.arithmetic_maker(t.n_numbers, t.max_number),
 }
+TASK_NAMES = (*TASK_MAKERS, "math")  # math reads files (tasks.MathTask) rather than generating problems
 
 
 def build_task(cfg: Config):
-    return tasks.SyntheticTask(cfg.task.name, TASK_MAKERS[cfg.task.name](cfg.task), cfg.run.seed, cfg.task.n_heldout)
+    t = cfg.task
+    if t.name == "math":
+        try:
+            return tasks.MathTask(t.train_file, t.test_file, seed=cfg.run.seed, n_heldout=t.n_heldout,
+                                  template=t.template, prompt_field=t.prompt_field, answer_field=t.answer_field)
+        except ValueError as err:  # a bad data file: the message names the file, line and field
+            raise ConfigError(str(err)) from None
+    return tasks.SyntheticTask(t.name, TASK_MAKERS[t.name](t), cfg.run.seed, t.n_heldout)
 
 
 def build_policy(cfg: Config, device, checkpoint=None):
-    """(policy, tokenizer): the tiny GPT, fresh or from a checkpoint's weights."""
+    """(policy, tokenizer): the tiny GPT or, with model.hf, a Hugging Face model; fresh or from a checkpoint."""
+    m = cfg.model
+    if m.hf:  # an HF checkpoint is a save_pretrained folder: it loads like the original model
+        try:
+            return models.load_hf(checkpoint or m.hf, device, chat=m.chat, system_prompt=m.system_prompt,
+                                  dtype=m.dtype, gradient_checkpointing=m.gradient_checkpointing,
+                                  compile=m.compile, decode=m.decode)
+        except ValueError as err:  # a missing model or a tokenizer without a chat template: one line
+            raise ConfigError(str(err)) from None
     tokenizer = CharTokenizer()
     if checkpoint:
         return models.GPT.from_weights(checkpoint, device), tokenizer
-    m = cfg.model
     gpt_config = models.GPTConfig(vocab_size=64 * math.ceil(tokenizer.vocab_size / 64), block_size=m.block_size,
                                   n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, tie_embeddings=m.tie_embeddings)
     return models.GPT(gpt_config).to(device), tokenizer
@@ -467,14 +543,19 @@ def sequences_batch(prompts: list[list[int]], responses, response_mask, pad_id):
     return input_ids, attention_mask
 
 
-def policy_logprobs(policy, input_ids, attention_mask, response_mask, cfg: Config, valid_vocab, return_entropy=False,
-                    micro_batch=0):
-    """Per-token log-probs [R, L] (and entropy) of the responses, in micro-batches of rows."""
-    rows = input_ids.shape[0]
-    step = micro_batch or rows
-    parts = [policy(input_ids[i:i + step], attention_mask[i:i + step], response_mask[i:i + step],
-                    temperature=cfg.rl.temperature, valid_vocab=valid_vocab, return_entropy=return_entropy, fused=cfg.rl.logprob == "fused")
-             for i in range(0, rows, step)]
+def micro_slices(n_rows: int, group_size: int, micro_batch: int) -> list[slice]:
+    """Row ranges of at most `micro_batch` rows (0 = all), cut between prompts' groups of responses."""
+    step = max(group_size, (micro_batch or n_rows) // group_size * group_size)
+    return [slice(i, i + step) for i in range(0, n_rows, step)]
+
+
+def policy_logprobs(policy, input_ids, attention_mask, response_mask, cfg: Config, valid_vocab, group_size,
+                    return_entropy=False):
+    """Per-token log-probs [R, L] (and entropy) of the responses, no grad, in micro-batches of whole groups."""
+    parts = [policy(input_ids[s], attention_mask[s], response_mask[s], temperature=cfg.rl.temperature,
+                    valid_vocab=valid_vocab, return_entropy=return_entropy, fused=cfg.rl.logprob == "fused",
+                    group_size=group_size)
+             for s in micro_slices(input_ids.shape[0], group_size, cfg.rl.micro_batch)]
     logp = torch.cat([p[0] for p in parts])
     return logp, (torch.cat([p[1] for p in parts]) if return_entropy else None)
 
@@ -487,49 +568,66 @@ def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
                              "sft": dataclasses.asdict(cfg.sft), "seed": cfg.run.seed}, sort_keys=True)
     cache_dir = os.path.join(cfg.run.out_dir, "_warmstart", hashlib.sha1(key_source.encode()).hexdigest()[:12])
     checkpoint = models.latest_checkpoint(cache_dir)
+    optimizer = make_optimizer(policy, cfg.sft.lr, cfg.sft.weight_decay)
     start = 0
     if checkpoint:
-        state = torch.load(os.path.join(checkpoint, "trainer.pt"), weights_only=False)
         policy.load_weights(checkpoint)
-        start = state["step"]
-        if start >= cfg.sft.steps:
-            log(f"warm start: reusing {checkpoint}")
-            return checkpoint
-    os.makedirs(cache_dir, exist_ok=True)
-    optimizer = make_optimizer(policy, cfg.sft.lr, cfg.sft.weight_decay)
-    if checkpoint:
+        state = torch.load(os.path.join(checkpoint, "trainer.pt"), weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
-        log(f"warm start: resuming {checkpoint} at step {start}")
+        start = state["step"]
+        log(f"warm start: {'reusing' if start >= cfg.sft.steps else 'resuming'} {checkpoint} (step {start})")
+
+    def save(step):
+        return models.save_checkpoint(cache_dir, step, policy, {"step": step, "optimizer": optimizer.state_dict()},
+                                      config_to_dict(cfg))
+
+    if start >= cfg.sft.steps:
+        return checkpoint
     policy.train()
     step, loss_avg, t0 = start, None, time.time()
     try:
         for step in range(start, cfg.sft.steps):
             for group in optimizer.param_groups:
                 group["lr"] = sft_lr(cfg.sft, step)
-            problems = task.train_batch("sft", step, cfg.sft.batch_size)
-            prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
-            demos = [tokenizer.encode(p.demo) + [tokenizer.eos_ids[0]] for p in problems]
-            responses, response_mask = right_pad(demos, tokenizer.pad_id, device)
-            input_ids, attention_mask = sequences_batch(prompts, responses, response_mask, tokenizer.pad_id)
-            logp, _ = policy(input_ids, attention_mask, response_mask, valid_vocab=tokenizer.vocab_size,
-                             fused=cfg.rl.logprob == "fused")
-            loss = -(logp * response_mask).sum() / response_mask.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-            optimizer.step()
-            loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+            loss = sft_step(policy, optimizer, task.train_batch("sft", step, cfg.sft.batch_size), tokenizer, cfg,
+                            device)
+            loss_avg = loss if loss_avg is None else 0.95 * loss_avg + 0.05 * loss
             if (step + 1) % 100 == 0 or step + 1 == cfg.sft.steps:
                 log(f"warm start step {step + 1}/{cfg.sft.steps}: loss {loss_avg:.4f} ({time.time() - t0:.0f}s)")
         step = cfg.sft.steps
-        optimizer.zero_grad(set_to_none=True)
     except KeyboardInterrupt:
         log(f"interrupted: saving the warm start at step {step}")
-        models.save_checkpoint(cache_dir, step, policy, {"step": step, "optimizer": optimizer.state_dict()},
-                               config_to_dict(cfg))
+        save(step)
         raise
-    return models.save_checkpoint(cache_dir, step, policy, {"step": step, "optimizer": optimizer.state_dict()},
-                                  config_to_dict(cfg))
+    return save(step)
+
+
+def sft_step(policy, optimizer, problems, tokenizer, cfg: Config, device) -> float:
+    """One supervised step: token-mean negative log-likelihood of the demonstrations.
+
+    Rows are sorted by prompt length and run in `sft.buckets` chunks (gradients accumulate), so
+    little compute goes to padding when prompt lengths vary (maze sizes do).
+    """
+    problems = sorted(problems, key=lambda p: len(p.prompt))
+    prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
+    demos = [tokenizer.encode(p.demo) + [tokenizer.eos_ids[0]] for p in problems]
+    total_tokens = sum(len(d) for d in demos)
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = 0.0
+    chunk = math.ceil(len(problems) / cfg.sft.buckets)
+    for start in range(0, len(problems), chunk):
+        responses, response_mask = right_pad(demos[start:start + chunk], tokenizer.pad_id, device)
+        input_ids, attention_mask = sequences_batch(prompts[start:start + chunk], responses, response_mask,
+                                                    tokenizer.pad_id)
+        logp, _ = policy(input_ids, attention_mask, response_mask, valid_vocab=tokenizer.vocab_size,
+                         fused=cfg.rl.logprob == "fused")
+        loss = -(logp * response_mask).sum() / total_tokens
+        loss.backward()
+        loss_sum += loss.item()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum
 
 
 def sft_lr(sft: SFTConfig, step: int) -> float:
@@ -600,9 +698,9 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     response_mask = rollout.response_mask  # [B*N, L]
     with torch.no_grad():
         old_logp, entropy = policy_logprobs(policy, input_ids, attention_mask, response_mask, cfg,
-                                            tokenizer.vocab_size, return_entropy=True, micro_batch=rl.micro_batch)
+                                            tokenizer.vocab_size, N, return_entropy=True)
         ref_logp = policy_logprobs(reference, input_ids, attention_mask, response_mask, cfg, tokenizer.vocab_size,
-                                   micro_batch=rl.micro_batch)[0] if reference is not None else None
+                                   N)[0] if reference is not None else None
     tokens_per_prompt = response_mask.view(B, N, -1).sum((1, 2))
     prompt_entropy = (entropy * response_mask).view(B, N, -1).sum((1, 2)) / tokens_per_prompt  # [B]
 
@@ -671,13 +769,13 @@ def ppo_update(cfg, policy, rows, input_ids, attention_mask, response_mask, loss
         denominator = mask.sum().clamp(min=1)
     elif rl.loss_agg == "constant":
         denominator = torch.tensor(float(len(rows) * cfg.task.max_new_tokens))
-    micro = rl.micro_batch or len(rows)
+    group_size = rl.responses_per_prompt // rl.minibatches  # rows come grouped by prompt
     total_loss, clip_sum, kl_sum, approx_kl_sum = 0.0, 0.0, 0.0, 0.0
-    for start in range(0, len(rows), micro):
-        part = rows[start:start + micro]
+    for micro in micro_slices(len(rows), group_size, rl.micro_batch):
+        part = rows[micro]
         part_mask = loss_mask[part]
         logp, _ = policy(input_ids[part], attention_mask[part], response_mask[part], temperature=rl.temperature,
-                         valid_vocab=valid_vocab, fused=rl.logprob == "fused")
+                         valid_vocab=valid_vocab, fused=rl.logprob == "fused", group_size=group_size)
         token_loss, clipped = ppo_token_loss(logp, old_logp[part], row_advantages[part], rl.eps_low, rl.eps_high)
         if ref_logp is not None:
             kl = kl_k3(logp, ref_logp[part])
@@ -813,6 +911,8 @@ def main(argv=None):
         sys.exit(f"error: {err}")
     try:
         train(cfg)
+    except ConfigError as err:  # found while building: a bad data file, a model that cannot load
+        sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -1,0 +1,144 @@
+"""The math worker pool: hostile answers scored 0 in parallel with nothing executed, time-outs that
+replace only their worker, the memory limit, shutdown, and the optional Math-Verify backend."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+import reward
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_pool():
+    reward.shutdown_pool()
+    yield
+    reward.shutdown_pool()
+
+
+def hostile_answers(sentinel):
+    run = f"__import__('os').system('touch {sentinel}')"
+    return [
+        "\\boxed{" + "{" * 100_000 + "1" + "}" * 100_000 + "}",       # deep braces
+        "$" + "(" * 100_000 + "1" + ")" * 100_000 + "$",                # deep parentheses
+        "\\boxed{" * 60_000,                                            # unclosed boxes
+        "\\boxed{" + "1+" * 240_000 + "1}",                              # half a million characters
+        "7" * 1_000_000,                                                # a million characters
+        "$1$" + " " * 400_000 + "$x$",                                # long gaps between spans
+        "\\boxed{9^{9^{9^{9}}}}",                                        # towers of powers
+        "9^9^9^9",
+        "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
+        "\\boxed{e^{e^{e^{e^{e^{x}}}}}}",
+        "\\boxed{\\sqrt{2}^{10^{9}}}",
+        "\\boxed{(10^{6})!}",                                            # huge factorials
+        "\\boxed{((3!)!)!!}",
+        "\\boxed{\\binom{10^{6}}{500000}}",
+        "\\boxed{\\sin(10^{1000})}",
+        "\\boxed{\\frac{1}{0}}",
+        run,                                                            # code under eval
+        f"\\boxed{{{run}}}",
+        f"The answer is $eval(\"{run}\")$",
+        f"$(lambda: {run})()$",
+        f"\\boxed{{exec('import os; os.system(\"touch {sentinel}\")')}}",
+        f"\\boxed{{sympify(\"{run}\")}}",                                # sympify-looking strings
+        f"\\boxed{{S('{run}')}}",
+        "\\boxed{Symbol('x').__class__.__mro__[-1].__subclasses__()}",
+        f"\\boxed{{parse_expr('{run}')}}",
+    ]
+
+
+def test_hostile_answers_score_zero_in_the_pool(tmp_path):
+    sentinel = tmp_path / "executed"
+    answers = hostile_answers(sentinel)
+    scores = reward.score_batch("math", answers, ["1"] * len(answers), workers=2, timeout_s=10.0)
+    assert scores == [0.0] * len(answers)
+    assert not sentinel.exists()
+
+
+def test_hostile_answers_are_refused_by_the_bounds_without_the_pool(tmp_path):
+    # In-process, with no time limit at all: every one returns (quickly) and is not equal.
+    sentinel = tmp_path / "executed"
+    for answer in hostile_answers(sentinel):
+        assert reward.verify("1", answer) is False
+    assert not sentinel.exists()
+
+
+def test_pool_scores_in_order_and_counts():
+    before = reward.verifier_stats()
+    golds = ["\\frac12", "1/2", "y", "3", "(1,2)", "\\{1,2\\}"]
+    responses = ["\\boxed{1/2}", "$0.5$", "$x$", "\\boxed{3}", "\\boxed{(2,1)}", "\\boxed{\\{2,1\\}}"]
+    assert reward.score_batch("math", responses, golds, workers=2) == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    assert reward.score_batch("math", responses, golds, workers=0) == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    after = reward.verifier_stats()
+    assert after["scored"] == before["scored"] + 2 * len(golds)
+    assert after["timeouts"] == before["timeouts"]
+
+
+def test_timeout_scores_zero_and_replaces_only_that_worker():
+    reward.score_batch("math", ["\\boxed{1}"] * 4, ["1"] * 4, workers=2)
+    pids_before = sorted(worker["proc"].pid for worker in reward._pool)
+    before = reward.verifier_stats()
+    # test hook: each job sleeps `response` seconds; the 60 s one is killed at the 2 s limit
+    delays = ["0.01", "60", "0.01", "0.01", "0.01"]
+    scores = reward.score_batch("math", delays, ["1"] * len(delays), backend="_sleep", timeout_s=2.0, workers=2)
+    assert scores == [1.0, 0.0, 1.0, 1.0, 1.0]
+    after = reward.verifier_stats()
+    assert after["timeouts"] == before["timeouts"] + 1
+    assert after["worker_starts"] == before["worker_starts"] + 1
+    pids_after = sorted(worker["proc"].pid for worker in reward._pool)
+    assert len(set(pids_before) & set(pids_after)) == 1          # the other worker survived
+    assert reward.score_batch("math", ["\\boxed{2}"], ["2"], workers=2) == [1.0]
+
+
+def test_a_crashed_worker_scores_zero_and_is_replaced():
+    reward.score_batch("math", ["1", "1"], ["1", "1"], workers=2)
+    before = reward.verifier_stats()
+
+    def kill_the_worker_on_job_1():
+        for _ in range(200):
+            for worker in list(reward._pool):
+                if worker["jobs"] and worker["jobs"][0] == 1:
+                    os.kill(worker["proc"].pid, signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_worker_on_job_1)
+    killer.start()
+    scores = reward.score_batch("math", ["0.01", "30", "0.01", "0.01"], ["1"] * 4, backend="_sleep",
+                                timeout_s=60.0, workers=2)
+    killer.join()
+    assert scores == [1.0, 0.0, 1.0, 1.0]
+    after = reward.verifier_stats()
+    assert after["crashes"] == before["crashes"] + 1 and after["timeouts"] == before["timeouts"]
+    assert len(reward._pool) == 2 and all(worker["proc"].poll() is None for worker in reward._pool)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/limits")
+def test_workers_run_under_a_memory_limit():
+    reward.score_batch("math", ["1"], ["1"], workers=1, memory_mb=1536)
+    limits = open(f"/proc/{reward._pool[0]['proc'].pid}/limits").read()
+    line = next(line for line in limits.splitlines() if line.startswith("Max address space"))
+    assert str(1536 * 1024 * 1024) in line
+
+
+def test_shutdown_stops_every_worker():
+    reward.score_batch("math", ["1", "2"], ["1", "2"], workers=2)
+    processes = [worker["proc"] for worker in reward._pool]
+    reward.shutdown_pool()
+    assert reward._pool == [] and all(process.poll() is not None for process in processes)
+    reward.shutdown_pool()                                        # twice is fine
+
+
+def test_math_verify_backend_missing_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "math_verify", None)        # makes `import math_verify` fail
+    with pytest.raises(ImportError, match="pip install math-verify"):
+        reward.score_batch("math", ["1"], ["1"], backend="math_verify")
+
+
+def test_math_verify_backend_when_installed():
+    pytest.importorskip("math_verify")
+    scores = reward.score_batch("math", ["$\\frac{1}{2}$", "$3$"], ["$0.5$", "$4$"], backend="math_verify", workers=1)
+    assert scores == [1.0, 0.0]
