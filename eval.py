@@ -6,7 +6,16 @@ of n-c+1..n terms (no huge binomials, stable for n in the thousands).
 
     python eval.py --ckpt runs/maze/ckpt_200            # pass@k for k = 1, 2, 4, ... n
     python eval.py --ckpt runs/maze/latest --n 32 --problems 512
+    python eval.py --ckpt runs/study/pass1_s0 runs/study/pass1_s1 runs/study/pass1_s2   # over seeds
     python eval.py --plot runs/maze                      # redraw curves.png and passk.png
+    python eval.py --model Qwen/Qwen2.5-0.5B-Instruct --chat --data data/math_sample.jsonl --n 32
+    python eval.py --ckpt runs/math_qwen05b --data math_test.jsonl --n 32 --top-p 0.95
+
+The CLI reports pass@k for every k up to n with a 95 % interval from a bootstrap over
+problems (the sampling noise of n samples per problem is inside it too, as each resampled
+problem keeps its own c), as a table (passk.md, passk.json) and a plot (passk_curve.png).
+With several checkpoints (one per seed) it reports their mean and a 95 % t-interval over
+seeds instead (`seed_interval`); `welch_interval` compares two recipes' seeds.
 """
 import argparse
 import json
@@ -16,6 +25,7 @@ import sys
 
 import torch
 
+import distributed
 import reward
 from rollout import combine_seeds, generate
 
@@ -37,11 +47,17 @@ def powers_of_two(n: int) -> list[int]:
 @torch.no_grad()
 def sample_and_score(policy, tokenizer, problems, task_name, *, n, max_new_tokens, temperature, top_p=1.0,
                      top_k=0, seed=0, prompts_per_batch=64, reward_options=None):
-    """n samples per problem -> correct counts [P] (ints), mean token entropy, mean response length."""
+    """n samples per problem -> correct counts [P] (ints), mean token entropy, mean response length.
+
+    Under torchrun each rank samples a contiguous share of the problems and every rank gets all the
+    counts back; seeds follow the problem's index in `problems`, so the numbers equal one process's.
+    """
     policy.eval()
     correct, entropy_sum, token_count = [], 0.0, 0.0
-    for start in range(0, len(problems), prompts_per_batch):
-        chunk = problems[start:start + prompts_per_batch]
+    world, rank = distributed.world_size(), distributed.rank()
+    first, end = rank * len(problems) // world, (rank + 1) * len(problems) // world
+    for start in range(first, end, prompts_per_batch):
+        chunk = problems[start:min(start + prompts_per_batch, end)]
         rollout = generate(policy, [tokenizer.encode_prompt(p.prompt) for p in chunk], n=n,
                            max_new_tokens=max_new_tokens, eos_ids=tokenizer.eos_ids, pad_id=tokenizer.pad_id,
                            valid_vocab=tokenizer.vocab_size, temperature=temperature, top_p=top_p, top_k=top_k,
@@ -54,6 +70,8 @@ def sample_and_score(policy, tokenizer, problems, task_name, *, n, max_new_token
         if rollout.entropy is not None:
             entropy_sum += float((rollout.entropy * rollout.response_mask).sum())
         token_count += float(rollout.response_mask.sum())
+    correct = distributed.gather_lists(correct)
+    entropy_sum, token_count = distributed.sum_floats([entropy_sum, token_count])
     return correct, entropy_sum / max(token_count, 1.0), token_count / (len(problems) * n)
 
 
@@ -117,37 +135,237 @@ def plot_run(run_dir):
         plt.close(fig)
 
 
+# ----------------------------------------------------------------------------- pass@k with intervals
+
+def pass_at_k_intervals(correct: list[int], n: int, ks=None, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Mean pass@k over problems for each k (default 1..n) and a 95 % bootstrap interval over problems."""
+    import numpy as np
+
+    ks = list(ks or range(1, n + 1))
+    table = np.array([[pass_at_k(n, c, k) for k in ks] for c in range(n + 1)])  # [n+1, K]: c correct of n
+    per_problem = table[np.asarray(correct)]  # [P, K]
+    draws = np.random.default_rng(seed).integers(0, len(correct), size=(n_boot, len(correct)))  # [n_boot, P]
+    rows = []
+    for j, k in enumerate(ks):
+        means = per_problem[:, j][draws].mean(1)  # [n_boot]: one resampled problem set each
+        low, high = np.percentile(means, [2.5, 97.5])
+        rows.append({"k": k, "pass@k": float(per_problem[:, j].mean()), "low": float(low), "high": float(high)})
+    return rows
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Quantile of Student's t with df > 0 degrees of freedom (fractional too, as Welch's are).
+
+    Bisection on the CDF, whose upper half is the t density integrated by Simpson's rule on [0, t];
+    accurate to about 1e-6 for the quantiles intervals use (p in 0.9 .. 0.999, any df).
+    """
+    import numpy as np
+
+    if not 0 < p < 1 or not df > 0:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(t):
+        x = np.linspace(0.0, t, 4001)
+        density = np.exp(log_norm - (df + 1) / 2 * np.log1p(x * x / df))
+        simpson = density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum()
+        return 0.5 + simpson * (x[1] - x[0]) / 3
+
+    low, high = 0.0, 1.0
+    while cdf(high) < p:
+        low, high = high, 2 * high
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < p else (low, middle)
+    return (low + high) / 2
+
+
+def seed_interval(values, level: float = 0.95) -> dict:
+    """Mean over runs (seeds) and its t-interval: mean ± t_{(1+level)/2, n-1} s / sqrt(n), s the sample std.
+
+    One value has no spread to measure: half, low and high are nan.
+    """
+    n = len(values)
+    if n == 0:
+        raise ValueError("seed_interval needs at least one value")
+    mean = sum(values) / n
+    if n == 1:
+        return {"mean": mean, "half": float("nan"), "low": float("nan"), "high": float("nan"), "n": 1}
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile((1 + level) / 2, n - 1) * std / math.sqrt(n)
+    return {"mean": mean, "half": half, "low": mean - half, "high": mean + half, "n": n}
+
+
+def welch_interval(a, b, level: float = 0.95) -> dict:
+    """Interval of mean(a) - mean(b) for two sets of runs with unequal variances (Welch-Satterthwaite df).
+
+    Fewer than 2 values on a side: low and high are nan. No spread on either side: the interval is the
+    difference itself.
+    """
+    if not a or not b:
+        raise ValueError("welch_interval needs at least one value on each side")
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    diff, nan = mean_a - mean_b, float("nan")
+    if len(a) < 2 or len(b) < 2:
+        return {"diff": diff, "low": nan, "high": nan, "df": nan}
+    var_a = sum((v - mean_a) ** 2 for v in a) / (len(a) - 1) / len(a)  # squared standard errors of the means
+    var_b = sum((v - mean_b) ** 2 for v in b) / (len(b) - 1) / len(b)
+    if var_a + var_b == 0:
+        return {"diff": diff, "low": diff, "high": diff, "df": float("inf")}
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
+    half = t_quantile((1 + level) / 2, df) * math.sqrt(var_a + var_b)
+    return {"diff": diff, "low": diff - half, "high": diff + half, "df": df}
+
+
+def write_passk_report(rows: list[dict], out_dir: str, title: str) -> str:
+    """passk.md (powers of two and n), passk.json (every k) and passk_curve.png in out_dir; returns the table."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    shown = set(powers_of_two(rows[-1]["k"]))
+    lines = [f"{title}\n", "| k | pass@k | 95 % interval |", "|---|---|---|"]
+    lines += [f"| {r['k']} | {100 * r['pass@k']:.1f} | {100 * r['low']:.1f} to {100 * r['high']:.1f} |"
+              for r in rows if r["k"] in shown]
+    table = "\n".join(lines)
+    with open(os.path.join(out_dir, "passk.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(out_dir, "passk.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ks = [r["k"] for r in rows]
+    ax.plot(ks, [r["pass@k"] for r in rows], marker="o", ms=3)
+    ax.fill_between(ks, [r["low"] for r in rows], [r["high"] for r in rows], alpha=0.25, label="95 % interval")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="k", ylabel="pass@k", title=title[:60], ylim=(0, 1))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "passk_curve.png"), dpi=110)
+    plt.close(fig)
+    return table
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", help="checkpoint directory (or a run directory: its latest checkpoint)")
+    parser.add_argument("--ckpt", nargs="+", help="checkpoint directory (or a run directory: its latest checkpoint); "
+                        "several (one per seed): mean and 95 %% t-interval over them")
+    parser.add_argument("--model", help="a Hugging Face causal LM to evaluate: Hub name or local folder")
+    parser.add_argument("--data", help="math problems (.jsonl or .parquet) instead of the task's held-out set")
     parser.add_argument("--n", type=int, default=16, help="samples per problem")
     parser.add_argument("--problems", type=int, default=0, help="held-out problems to use (0 = all)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="RUN_DIR", help="redraw a run's plots from its metrics.jsonl")
+    hf = parser.add_argument_group("with --model / --data")
+    hf.add_argument("--chat", action="store_true", help="--model: format prompts with the chat template")
+    hf.add_argument("--system-prompt", default="", help="--model --chat: system message")
+    hf.add_argument("--template", help="prompt template: math, gsm8k or plain (default: the checkpoint's, or math)")
+    hf.add_argument("--prompt-field", help="--data: field of the problem text (default prompt)")
+    hf.add_argument("--answer-field", help="--data: field of the gold answer (default answer)")
+    hf.add_argument("--max-new-tokens", type=int, help="longest response (default: the checkpoint's, or 1024)")
+    hf.add_argument("--batch", type=int, default=64, help="prompts per sampling batch (n responses each)")
+    hf.add_argument("--device", default="auto")
+    hf.add_argument("--decode", default="dynamic", help="--model: sampler cache, dynamic, static or compiled")
+    hf.add_argument("--out", help="where passk.md/.json/_curve.png go (default runs/eval/<model or checkpoint>)")
     args = parser.parse_args(argv)
     if args.plot:
         plot_run(args.plot)
         print(f"wrote {args.plot}/curves.png and passk.png")
         return
-    if not args.ckpt:
-        parser.error("give --ckpt or --plot")
+    if bool(args.ckpt) == bool(args.model):
+        parser.error("give one of --ckpt or --model (or --plot)")
+    if args.model and not args.data:
+        parser.error("--model needs --data (a math .jsonl or .parquet file)")
+    if args.model or args.data:
+        if args.ckpt and len(args.ckpt) > 1:
+            parser.error("--data evaluates one --ckpt at a time")
+        args.ckpt = args.ckpt[0] if args.ckpt else None
+        return evaluate_math_cli(args)
+    return evaluate_checkpoints_cli(args)
+
+
+def evaluate_checkpoints_cli(args):
+    """Checkpoints on their task's held-out problems: pass@k with a 95 % interval, greedy accuracy, entropy.
+
+    One checkpoint: a bootstrap over problems. Several (the seeds of one recipe): the mean over them and
+    a t-interval over seeds; each uses its own run's held-out set (it depends on the run seed).
+    """
     import train
+    runs = []
+    for ckpt in args.ckpt:
+        try:
+            cfg, policy, tokenizer, task = train.load_for_eval(ckpt)
+        except train.ConfigError as err:
+            sys.exit(f"error: {err}")
+        problems = task.heldout[:args.problems or None]
+        options = dict(max_new_tokens=cfg.task.max_new_tokens, reward_options=train.reward_options(cfg))
+        correct, entropy, length = sample_and_score(policy, tokenizer, problems, task.name, n=args.n,
+                                                    temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                                                    **options)
+        greedy, _, _ = sample_and_score(policy, tokenizer, problems, task.name, n=1, temperature=0.0, **options)
+        runs.append({"correct": correct, "greedy": sum(greedy) / len(greedy), "entropy": entropy, "resp_len": length})
+    ks = powers_of_two(args.n)
+    print(f"{len(runs[0]['correct'])} held-out problems, n = {args.n} samples each, temperature {args.temperature}, "
+          f"top-p {args.top_p}, {len(runs)} checkpoint(s)")
+    if len(runs) == 1:
+        print("| metric | value | 95 % interval (bootstrap over problems) |\n|---|---|---|")
+        rows = pass_at_k_intervals(runs[0]["correct"], args.n, ks, seed=args.seed)
+        for row in rows:
+            print(f"| pass@{row['k']} | {row['pass@k']:.4f} | {row['low']:.4f} to {row['high']:.4f} |")
+    else:
+        print("| metric | mean | 95 % t-interval over seeds | per seed |\n|---|---|---|---|")
+        rows = []
+        for k in ks:
+            values = [sum(pass_at_k(args.n, c, k) for c in run["correct"]) / len(run["correct"]) for run in runs]
+            interval = seed_interval(values)
+            rows.append({"k": k, "pass@k": interval["mean"], "low": interval["low"], "high": interval["high"]})
+            print(f"| pass@{k} | {interval['mean']:.4f} | {interval['low']:.4f} to {interval['high']:.4f} | "
+                  + ", ".join(f"{v:.4f}" for v in values) + " |")
+    for key in ("greedy", "entropy", "resp_len"):
+        values = [run[key] for run in runs]
+        print(f"| {key} | {sum(values) / len(values):.4f} | | |" if len(runs) > 1 else f"| {key} | {values[0]:.4f} | |")
+    return rows
+
+
+def evaluate_math_cli(args):
+    """A Hugging Face model (or a checkpoint) on a math file: pass@k for k = 1..n with intervals, table and plot."""
+    import model as models
+    import tasks
+    import train
+
     try:
-        cfg, policy, tokenizer, task = train.load_for_eval(args.ckpt)
-    except train.ConfigError as err:
+        if args.ckpt:
+            cfg, policy, tokenizer, _ = train.load_for_eval(args.ckpt)
+            task_cfg, name, options = cfg.task, os.path.basename(train.resolve_checkpoint(args.ckpt)), \
+                train.reward_options(cfg)
+        else:
+            policy, tokenizer = models.load_hf(args.model, models.pick_device(args.device), chat=args.chat,
+                                               system_prompt=args.system_prompt, decode=args.decode)
+            task_cfg, options = train.TaskConfig(max_new_tokens=1024), {}
+            name = os.path.basename(args.model.rstrip("/"))
+        problems = tasks.load_math_problems(args.data, args.template or task_cfg.template,
+                                            args.prompt_field or task_cfg.prompt_field,
+                                            args.answer_field or task_cfg.answer_field)[:args.problems or None]
+    except ValueError as err:  # train.ConfigError too: a missing model, file or field, in one line
         sys.exit(f"error: {err}")
-    problems = task.heldout[:args.problems or None]
-    metrics = evaluate(policy, tokenizer, problems, task.name, n=args.n, max_new_tokens=cfg.task.max_new_tokens,
-                       temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                       reward_options=train.reward_options(cfg), prefix="")
-    print(f"{len(problems)} held-out problems, n = {args.n} samples each, temperature {args.temperature}")
-    print("| metric | value |\n|---|---|")
-    for key, value in metrics.items():
-        print(f"| {key} | {value:.4f} |")
+    correct, entropy, length = sample_and_score(
+        policy, tokenizer, problems, "math", n=args.n, max_new_tokens=args.max_new_tokens or task_cfg.max_new_tokens,
+        temperature=args.temperature, top_p=args.top_p, seed=args.seed, prompts_per_batch=args.batch,
+        reward_options=options)
+    rows = pass_at_k_intervals(correct, args.n, seed=args.seed)
+    out_dir = args.out or os.path.join("runs", "eval", name)
+    title = (f"{name} on {os.path.basename(args.data)}: {len(problems)} problems, n = {args.n}, "
+             f"temperature {args.temperature}, top-p {args.top_p}")
+    print(write_passk_report(rows, out_dir, title))
+    print(f"mean entropy {entropy:.3f}, mean response length {length:.1f} tokens; wrote {out_dir}/passk.md, "
+          f"passk.json, passk_curve.png")
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The policy: a tiny GPT with a preallocated KV cache, and checkpoints.
+"""The policy: a tiny GPT with a preallocated KV cache, an adapter for Hugging Face models, and checkpoints.
 
 GPT: token embedding, rotary position embedding (RoPE), RMSNorm, causal
 `scaled_dot_product_attention`, a GELU MLP, and a tied or untied LM head. Batches of
@@ -14,10 +14,17 @@ The forward is the log-prob mode used for training: only response positions (the
 L columns) go through the LM head, via logprob.py, inside the module's own forward so
 that wrappers (DDP, FSDP2) see an ordinary forward.
 
+HFPolicy (`load_hf`, `model.hf` in the config) gives any `transformers` causal LM that interface:
+transformers' own cache objects (DynamicCache, or a preallocated StaticCache with an optional
+torch.compile'd one-token step, gpt-fast style), position_ids for left padding, float32 master
+weights with bf16 autocast compute, and the log-prob forward from the base model's last hidden
+states and the LM head's weight. Left out: models whose head has a bias, a logit scale or soft-capping,
+sliding-window layers in the static cache, tensor parallelism.
+
 Checkpoints follow DESIGN.md: runs/<name>/ckpt_<step>/ holds the weights
-(model.safetensors), trainer.pt (optimizer, step, RNG) and config.yaml; each is
-written under a temporary name and renamed when complete; runs/<name>/latest names
-the newest.
+(model.safetensors; for HF models a save_pretrained folder with the tokenizer),
+trainer.pt (optimizer, step, RNG) and config.yaml; each is written under a temporary
+name and renamed when complete; runs/<name>/latest names the newest.
 """
 import inspect
 import json
@@ -293,13 +300,20 @@ def head_logprobs(hidden, targets, response_mask, weight, temperature, valid_voc
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(run_dir, step: int, model, trainer_state: dict, config: dict, keep: int = 2) -> str:
-    """Write runs/<name>/ckpt_<step>/ atomically (temp dir, then rename) and point `latest` at it."""
+def save_checkpoint(run_dir, step: int, model, trainer_state: dict, config: dict, keep: int = 2,
+                    temp=None) -> str:
+    """Write runs/<name>/ckpt_<step>/ atomically (temp dir, then rename) and point `latest` at it.
+
+    temp: a directory that already holds the weights (FSDP2: every rank's shards and the export,
+    distributed.py), finished here; model is then None.
+    """
     final = os.path.join(run_dir, f"ckpt_{step}")
-    temp = final + f".tmp-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
-    os.makedirs(temp)
-    model.save_weights(temp)
+    if temp is None:
+        temp = final + f".tmp-{os.getpid()}"
+        shutil.rmtree(temp, ignore_errors=True)
+        os.makedirs(temp)
+    if model is not None:
+        model.save_weights(temp)
     torch.save(trainer_state, os.path.join(temp, "trainer.pt"))
     with open(os.path.join(temp, "config.yaml"), "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
@@ -380,7 +394,7 @@ def load_hf(source: str, device, *, chat=False, system_prompt="", dtype="auto", 
 class HFDecodeState:
     """What decode needs besides transformers' cache: every row's mask and next RoPE position."""
     kv: object                     # transformers DynamicCache or StaticCache
-    attention_mask: torch.Tensor   # [R, P + max_new_tokens] long: 1 on real tokens, prompt and generated
+    attention_mask: torch.Tensor   # [R, slots] long: 1 on real tokens, prompt and generated; 0 on padding
     next_position: torch.Tensor    # [R] position of the next token (left padding makes it differ per row)
     length: int                    # columns of attention_mask filled so far
 
@@ -416,8 +430,11 @@ class HFPolicy(nn.Module):
         use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
         self.compute_dtype = torch.bfloat16 if use_bf16 else torch.float32
         self.gradient_checkpointing, self.compile, self.decode_mode = gradient_checkpointing, compile, decode
-        if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if gradient_checkpointing:  # renamed activation_checkpointing_enable in later 5.x releases
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         forward_parameters = inspect.signature(model.base_model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_parameters else "past_key_values"  # renamed in 5.x
         # compiled callables are kept as plain functions, not submodules, so state_dict keys stay the model's
@@ -548,4 +565,5 @@ class HFPolicy(nn.Module):
         loaded = {own[k].data_ptr() for k in state if k in own}
         missing = [k for k in own if k not in state and own[k].data_ptr() not in loaded]  # tied weights are loaded
         if missing or unexpected:
-            raise ValueError(f"{directory} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise ValueError(f"{directory} does not match the model: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")

@@ -16,8 +16,15 @@ Train and held-out problems come from disjoint seed streams, and the training
 stream skips any problem whose prompt is in the held-out set, so a test maze is
 never a training maze. Every problem is a pure function of (seed, stream, index):
 a run that resumes, or runs on several ranks, sees the same problems.
-Math datasets from JSONL/Parquet files live here too (`MathTask`).
+
+- math (`MathTask`): problems from local JSONL or Parquet files with a prompt and an answer
+  field (names configurable), put into a GSM8K-style or MATH-style prompt that asks for the
+  final answer in `\\boxed{}`; the verifier is reward.math_reward. No demonstrations: a math
+  run starts from a pretrained model (sft.steps: 0). A GSM8K answer ("... #### 72") keeps the
+  part after `####`. data/math_sample.jsonl is a small sample for tests and a first try.
 """
+import json
+import os
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -213,3 +220,106 @@ def arithmetic_maker(n_terms: int, max_number: int):
         expression, value = generate_arithmetic(rng, n_terms, max_number)
         return Problem(f"{expression}=\n", value, answer_tag(value))
     return make
+
+
+# ----------------------------------------------------------------------------- math datasets
+
+MATH_TEMPLATES = {
+    # GSM8K-style: a word problem with a number for an answer
+    "gsm8k": "{problem}\nSolve the problem step by step. Put the final number in \\boxed{{}}.",
+    # MATH-style: competition problems whose answers are expressions, sets, intervals...
+    "math": "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
+    # the file's prompts as they are (they already say how to answer)
+    "plain": "{problem}",
+}
+
+
+def read_records(path: str) -> list[tuple[int, dict]]:
+    """(line or row number, record) pairs from a .jsonl or .parquet file; a bad line names file and line."""
+    if not os.path.isfile(path):
+        raise ValueError(f"math data file not found: {path}")
+    if path.endswith(".parquet"):
+        import pyarrow.parquet
+        return list(enumerate(pyarrow.parquet.read_table(path).to_pylist(), start=1))
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object with fields, got {type(record).__name__}")
+            records.append((number, record))
+    return records
+
+
+def load_math_problems(path: str, template: str = "math", prompt_field: str = "prompt",
+                       answer_field: str = "answer") -> list[Problem]:
+    """Problems of one file: the prompt put into MATH_TEMPLATES[template], the gold answer as text."""
+    if template not in MATH_TEMPLATES:
+        raise ValueError(f"unknown math template {template!r}; known: {', '.join(MATH_TEMPLATES)}")
+    problems = []
+    for number, record in read_records(path):
+        for field_name, option in ((prompt_field, "task.prompt_field"), (answer_field, "task.answer_field")):
+            if field_name not in record:
+                raise ValueError(f"{path}:{number}: no field '{field_name}' (fields: {', '.join(record) or 'none'}; "
+                                 f"set {option} to use another)")
+        problem, answer = record[prompt_field], record[answer_field]
+        if not isinstance(problem, str) or not problem.strip() or answer is None or not str(answer).strip():
+            raise ValueError(f"{path}:{number}: '{prompt_field}' must be non-empty text and '{answer_field}' non-empty")
+        gold = str(answer).split("####")[-1].strip()  # GSM8K's "reasoning #### 72"
+        problems.append(Problem(MATH_TEMPLATES[template].format(problem=problem.strip()), gold))
+    if not problems:
+        raise ValueError(f"{path} holds no problems")
+    return problems
+
+
+class MathTask:
+    """Math problems from files, with the interface of SyntheticTask (name, heldout, train_batch).
+
+    Held out: the test file's first n_heldout problems, or, without a test file, n_heldout problems
+    drawn from the training file by the run seed. Training never sees a held-out prompt. Training
+    batches walk through the remaining problems in epochs, each epoch in its own shuffled order,
+    so a batch is a pure function of (seed, stream, step).
+    """
+
+    name = "math"
+
+    def __init__(self, train_file: str, test_file: str = "", *, seed: int = 0, n_heldout: int = 256,
+                 template: str = "math", prompt_field: str = "prompt", answer_field: str = "answer"):
+        load = lambda path: load_math_problems(path, template, prompt_field, answer_field)
+        problems = load(train_file)
+        if test_file:
+            self.heldout = load(test_file)[:n_heldout]
+        else:
+            if n_heldout >= len(problems):
+                raise ValueError(f"{train_file} has {len(problems)} problems: too few to hold out "
+                                 f"task.n_heldout={n_heldout} and train on the rest (give task.test_file)")
+            order = list(range(len(problems)))
+            random.Random(f"math/{seed}/heldout").shuffle(order)
+            self.heldout = [problems[i] for i in sorted(order[:n_heldout])]
+        self.heldout_prompts = {p.prompt for p in self.heldout}
+        self.train = [p for p in problems if p.prompt not in self.heldout_prompts]
+        if not self.train:
+            raise ValueError(f"{train_file}: every problem is also a held-out one; nothing left to train on")
+        self.seed = seed
+        self._orders = {}
+
+    def _epoch_order(self, stream: str, epoch: int) -> list[int]:
+        key = (stream, epoch)
+        if key not in self._orders:
+            order = list(range(len(self.train)))
+            random.Random(f"math/{self.seed}/{stream}/{epoch}").shuffle(order)
+            self._orders = {key: order}  # one epoch at a time is all a run needs
+        return self._orders[key]
+
+    def train_batch(self, stream: str, step: int, batch_size: int) -> list[Problem]:
+        """Problems [step*B, (step+1)*B) of the stream's sequence of shuffled epochs."""
+        batch = []
+        for index in range(step * batch_size, (step + 1) * batch_size):
+            epoch, position = divmod(index, len(self.train))
+            batch.append(self.train[self._epoch_order(stream, epoch)[position]])
+        return batch

@@ -4,6 +4,7 @@
     python train.py --config configs/maze.yaml --rl.k 8      # any field can be overridden
     python train.py --config configs/maze.yaml --resume      # continue from runs/<name>/latest
     python train.py --help                                   # every field with its meaning
+    torchrun --nproc_per_node=8 train.py --config ...        # data parallel: DDP, or FSDP2 for model.hf
 
 Stage 1, warm start: supervised training on the task's demonstrations (BFS paths for
 mazes), cached under a key of its own config in runs/_warmstart/, so that later runs
@@ -21,6 +22,14 @@ leaves out by default: the KL term, the entropy bonus, dynamic sampling.
 
 A run writes runs/<name>/: config.yaml, metrics.jsonl, ckpt_<step>/ (atomic), latest,
 curves.png and passk.png. Ctrl-C saves a checkpoint before exiting.
+
+Under torchrun (distributed.py) the batch stays global: rank r samples a contiguous share of the
+B prompts, all N responses of a prompt on one rank, with the prompt's global seed; rewards and
+per-prompt entropies are gathered so every rank computes the estimator on the whole batch; loss
+denominators are global token (or row) counts; so the update equals a single process's at any
+number of ranks. Every rank runs the same warm start (rank 0 writes its cache; the wrapper then
+gives every rank rank 0's weights). Rank 0 alone logs, plots and prints; Ctrl-C does not save (the
+ranks may stop at different collectives): resume from the last periodic checkpoint.
 """
 import ast
 import dataclasses
@@ -40,6 +49,7 @@ import torch
 import yaml
 
 import advantage
+import distributed
 import eval as evaluation
 import model as models
 import reward
@@ -70,6 +80,8 @@ class RunConfig:
     """continue from runs/<name>/latest (also: --resume)"""
     progress: bool = True
     """show a tqdm progress bar"""
+    distributed: str = "auto"
+    """under torchrun: ddp (whole model per rank), fsdp (FSDP2 shards; model.hf only), auto (fsdp for model.hf)"""
 
 
 @dataclass
@@ -93,13 +105,13 @@ class ModelConfig:
     system_prompt: str = ""
     """hf, chat: system message before the prompt ("" = none, or the template's own default)"""
     dtype: str = "auto"
-    """hf: compute dtype: auto (bfloat16 autocast on CUDA, float32 elsewhere), bfloat16 or float32; weights stay float32"""
+    """hf: compute dtype: auto (bf16 autocast on CUDA, float32 elsewhere), bfloat16 or float32; weights stay float32"""
     gradient_checkpointing: bool = False
     """hf: recompute activations in the backward pass (less memory, about a third more compute)"""
     compile: bool = False
     """hf: torch.compile the transformer of the log-prob forward (training)"""
     decode: str = "dynamic"
-    """hf sampler cache: dynamic (DynamicCache), static (preallocated StaticCache) or compiled (static + torch.compile'd step)"""
+    """hf sampler cache: dynamic (DynamicCache), static (preallocated StaticCache), compiled (static + compiled step)"""
 
 
 @dataclass
@@ -406,6 +418,10 @@ def validate(cfg: Config):
         validate_math(cfg)
     if cfg.model.hf:
         validate_hf(cfg.model)
+    if cfg.run.distributed not in distributed.MODES:
+        raise ConfigError(f"run.distributed '{cfg.run.distributed}' must be one of {', '.join(distributed.MODES)}")
+    if cfg.run.distributed == "fsdp" and not cfg.model.hf:
+        raise ConfigError("run.distributed: fsdp shards Hugging Face models (model.hf); the tiny GPT uses ddp")
     if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
         raise ConfigError(f"model.init: no checkpoint at {cfg.model.init}")
     bad_ks = [k for k in cfg.eval.ks if not isinstance(k, int) or not 1 <= k <= cfg.eval.n_samples]
@@ -516,10 +532,12 @@ def make_optimizer(policy, lr, weight_decay):
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON object per line, each with its step."""
+    """metrics.jsonl: one JSON object per line, each with its step; path None (ranks > 0) writes nothing."""
 
     def __init__(self, path, resume_step=None):
         self.path = path
+        if path is None:
+            return
         if resume_step is not None and os.path.exists(path):  # drop what was logged after the checkpoint
             with open(path) as f:
                 kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
@@ -529,6 +547,8 @@ class MetricsLog:
             open(path, "w").close()
 
     def write(self, step, metrics):
+        if self.path is None:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
 
@@ -577,7 +597,9 @@ def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
         start = state["step"]
         log(f"warm start: {'reusing' if start >= cfg.sft.steps else 'resuming'} {checkpoint} (step {start})")
 
-    def save(step):
+    def save(step):  # under torchrun every rank trains the same warm start; rank 0 writes it
+        if not distributed.is_main():
+            return None
         return models.save_checkpoint(cache_dir, step, policy, {"step": step, "optimizer": optimizer.state_dict()},
                                       config_to_dict(cfg))
 
@@ -673,16 +695,20 @@ def kl_k3(logp, ref_logp):
 
 def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, device) -> dict:
     rl, B, N = cfg.rl, cfg.rl.prompts_per_step, cfg.rl.responses_per_prompt
+    b = B // distributed.world_size()  # this rank's prompts: b = B in one process
+    first = distributed.rank() * b     # the global index of its first prompt
     phase = active_phase(cfg, step)
     t0 = time.time()
 
-    # 1. sample B prompts x N responses; the randomness of prompt i comes from (run seed, step, i)
-    problems = task.train_batch("rl", step, B)
+    # 1. sample b prompts x N responses; the randomness of prompt i comes from (run seed, step, i), i global
+    problems = task.train_batch("rl", step, B)[first:first + b]
     prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
     policy.eval()
-    rollout = generate(policy, prompts, n=N, max_new_tokens=cfg.task.max_new_tokens, eos_ids=tokenizer.eos_ids,
-                       pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size, temperature=rl.temperature,
-                       top_p=rl.top_p, top_k=rl.top_k, seeds=[combine_seeds(cfg.run.seed, step, i) for i in range(B)])
+    with distributed.full_weights(policy) as sampler:
+        rollout = generate(sampler, prompts, n=N, max_new_tokens=cfg.task.max_new_tokens, eos_ids=tokenizer.eos_ids,
+                           pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size, temperature=rl.temperature,
+                           top_p=rl.top_p, top_k=rl.top_k,
+                           seeds=[combine_seeds(cfg.run.seed, step, first + i) for i in range(b)])
     t_rollout = time.time() - t0
 
     # 2. score
@@ -690,7 +716,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     golds = [p.gold for p in problems for _ in range(N)]
     timeouts_before = reward.verifier_stats().get("timeouts", 0)
     rewards = torch.tensor(reward.score_batch(task.name, texts, golds, **reward_options(cfg)),
-                           dtype=torch.float32, device=device).view(B, N)
+                           dtype=torch.float32, device=device).view(b, N)
 
     # 3. old log-probs and entropy with the training path (never the sampler's: see DESIGN.md)
     row_prompts = [p for p in prompts for _ in range(N)]
@@ -701,14 +727,18 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
                                             tokenizer.vocab_size, N, return_entropy=True)
         ref_logp = policy_logprobs(reference, input_ids, attention_mask, response_mask, cfg, tokenizer.vocab_size,
                                    N)[0] if reference is not None else None
-    tokens_per_prompt = response_mask.view(B, N, -1).sum((1, 2))
-    prompt_entropy = (entropy * response_mask).view(B, N, -1).sum((1, 2)) / tokens_per_prompt  # [B]
+    tokens_per_prompt = response_mask.view(b, N, -1).sum((1, 2))
+    prompt_entropy = (entropy * response_mask).view(b, N, -1).sum((1, 2)) / tokens_per_prompt  # [b]
 
-    # 4. advantages [B, N] from the active phase's estimator
+    # 4. advantages [B, N] from the active phase's estimator, on the whole batch on every rank
+    #    (entropy_adaptive ranks all B prompts; the bootstrap's generator is the same everywhere)
+    all_rewards = distributed.all_gather_rows(rewards)  # [B, N]
+    all_prompt_entropy = distributed.all_gather_rows(prompt_entropy)  # [B]
     estimator = advantage.ESTIMATORS[phase["advantage"]]
     generator = torch.Generator(device=device).manual_seed(combine_seeds(cfg.run.seed, step, 0xAD))
-    advantages = estimator(rewards, k=phase["k"], **estimator_extras(estimator, prompt_entropy, generator, rl.n_groups))
-    row_advantages = advantages.reshape(B * N, 1).float()  # broadcast over tokens
+    advantages = estimator(all_rewards, k=phase["k"],
+                           **estimator_extras(estimator, all_prompt_entropy, generator, rl.n_groups))  # [B, N]
+    row_advantages = advantages[first:first + b].reshape(b * N, 1).float()  # this rank's, broadcast over tokens
     loss_mask = response_mask * (~rollout.truncated).float()[:, None] if rl.mask_truncated else response_mask
 
     # 5. PPO updates: each mini-batch takes an equal random share of every prompt's responses
@@ -717,10 +747,10 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     stats = {"clip_frac": [], "approx_kl": [], "grad_norm": [], "loss": [], "kl": []}
     skipped = 0
     for epoch in range(rl.epochs):
-        shares = torch.stack([torch.randperm(N, generator=order) for _ in range(B)])  # [B, N]
+        shares = torch.stack([torch.randperm(N, generator=order) for _ in range(B)])[first:first + b]  # [b, N]
         for m in range(rl.minibatches):
-            picked = shares[:, m * N // rl.minibatches:(m + 1) * N // rl.minibatches]  # [B, N/M]
-            rows = (torch.arange(B)[:, None] * N + picked).flatten().to(device)
+            picked = shares[:, m * N // rl.minibatches:(m + 1) * N // rl.minibatches]  # [b, N/M]
+            rows = (torch.arange(b)[:, None] * N + picked).flatten().to(device)
             optimizer.zero_grad(set_to_none=True)
             loss, grad_norm, minibatch_stats = ppo_update(cfg, policy, rows, input_ids, attention_mask,
                                                           response_mask, loss_mask, old_logp, ref_logp,
@@ -734,12 +764,17 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
             stats["loss"].append(loss)
             stats["grad_norm"].append(grad_norm)
 
-    tokens = response_mask.sum()
+    # sums over every rank's responses: tokens, entropy, truncated rows, sampler gap, verifier timeouts
+    tokens, entropy_sum, truncated, logp_gap, timeouts = distributed.all_reduce_sum(torch.stack([
+        response_mask.sum(), (entropy * response_mask).sum(), rollout.truncated.float().sum(),
+        ((rollout.sampler_logprobs - old_logp).abs() * response_mask).sum(),
+        torch.tensor(float(reward.verifier_stats().get("timeouts", 0) - timeouts_before), device=device)]))
     mean = lambda values: sum(values) / len(values) if values else float("nan")
     return {
-        "train/reward": rewards.mean().item(),
-        "train/solved_any": (rewards.max(1).values > 0).float().mean().item(),
-        "train/entropy": ((entropy * response_mask).sum() / tokens).item(),
+        "train/reward": all_rewards.mean().item(),
+        "train/solved_any": (all_rewards.max(1).values > 0).float().mean().item(),
+        **diversity_metrics(texts, rewards),
+        "train/entropy": (entropy_sum / tokens).item(),
         "train/loss": mean(stats["loss"]),
         "train/clip_frac": mean(stats["clip_frac"]),
         "train/approx_kl": mean(stats["approx_kl"]),
@@ -748,50 +783,67 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         "train/skipped_updates": skipped,
         "train/zero_adv_frac": (advantages.abs().amax(1) == 0).float().mean().item(),
         "train/adv_abs": advantages.abs().mean().item(),
-        "train/resp_len": (tokens / response_mask.shape[0]).item(),
-        "train/truncated_frac": rollout.truncated.float().mean().item(),
-        "train/sampler_logp_gap": ((rollout.sampler_logprobs - old_logp).abs() * response_mask).sum().item() / tokens.item(),
+        "train/resp_len": (tokens / (B * N)).item(),
+        "train/truncated_frac": (truncated / (B * N)).item(),
+        "train/sampler_logp_gap": logp_gap.item() / tokens.item(),
         "train/lr": optimizer.param_groups[0]["lr"],
         "train/advantage": phase["advantage"],
         "train/k": phase["k"],
-        "train/verifier_timeouts": reward.verifier_stats().get("timeouts", 0) - timeouts_before,
+        "train/verifier_timeouts": int(timeouts.item()),
         "time/rollout_s": t_rollout,
         "time/step_s": time.time() - t0,
     }
 
 
+def diversity_metrics(texts: list[str], rewards) -> dict:
+    """Exploration, as the paper measures it: distinct answers among wrong responses, and prompts whose N agree."""
+    B, N = rewards.shape
+    groups = [texts[b * N:(b + 1) * N] for b in range(B)]
+    wrong = [[t for t, r in zip(group, rewards[b].tolist()) if r < 0.5] for b, group in enumerate(groups)]
+    n_distinct, n_wrong, n_agree, B = distributed.sum_floats(  # over ranks: each holds its own prompts' texts
+        [sum(len(set(w)) for w in wrong), sum(len(w) for w in wrong), sum(len(set(g)) == 1 for g in groups), B])
+    return {"train/wrong_distinct_frac": n_distinct / n_wrong if n_wrong else float("nan"),
+            "train/all_agree_frac": n_agree / B}
+
+
 def ppo_update(cfg, policy, rows, input_ids, attention_mask, response_mask, loss_mask, old_logp, ref_logp,
                row_advantages, valid_vocab):
     """One optimizer update on a mini-batch of rows, accumulated over micro-batches; returns (loss, grad norm, stats)."""
-    rl = cfg.rl
+    rl, world = cfg.rl, distributed.world_size()
     mask = loss_mask[rows]
+    n_rows = len(rows) * world  # the mini-batch's rows on all ranks (each holds as many)
     if rl.loss_agg == "token_mean":
-        denominator = mask.sum().clamp(min=1)
+        denominator = distributed.all_reduce_sum(mask.sum()).clamp(min=1)  # the mini-batch's tokens on all ranks
     elif rl.loss_agg == "constant":
-        denominator = torch.tensor(float(len(rows) * cfg.task.max_new_tokens))
+        denominator = torch.tensor(float(n_rows * cfg.task.max_new_tokens))
     group_size = rl.responses_per_prompt // rl.minibatches  # rows come grouped by prompt
     total_loss, clip_sum, kl_sum, approx_kl_sum = 0.0, 0.0, 0.0, 0.0
-    for micro in micro_slices(len(rows), group_size, rl.micro_batch):
+    micros = micro_slices(len(rows), group_size, rl.micro_batch)
+    for i, micro in enumerate(micros):
         part = rows[micro]
         part_mask = loss_mask[part]
-        logp, _ = policy(input_ids[part], attention_mask[part], response_mask[part], temperature=rl.temperature,
-                         valid_vocab=valid_vocab, fused=rl.logprob == "fused", group_size=group_size)
-        token_loss, clipped = ppo_token_loss(logp, old_logp[part], row_advantages[part], rl.eps_low, rl.eps_high)
-        if ref_logp is not None:
-            kl = kl_k3(logp, ref_logp[part])
-            token_loss = token_loss + rl.kl_coef * kl
-            kl_sum += (kl.detach() * part_mask).sum().item()
-        if rl.loss_agg == "seq_mean":  # mean over each row's tokens, then over rows
-            loss = ((token_loss * part_mask).sum(1) / part_mask.sum(1).clamp(min=1)).sum() / len(rows)
-        else:
-            loss = (token_loss * part_mask).sum() / denominator
-        loss.backward()
+        with distributed.gradient_sync(policy, last_micro_batch=i == len(micros) - 1):
+            logp, _ = policy(input_ids[part], attention_mask[part], response_mask[part], temperature=rl.temperature,
+                             valid_vocab=valid_vocab, fused=rl.logprob == "fused", group_size=group_size)
+            token_loss, clipped = ppo_token_loss(logp, old_logp[part], row_advantages[part], rl.eps_low, rl.eps_high)
+            if ref_logp is not None:
+                kl = kl_k3(logp, ref_logp[part])
+                token_loss = token_loss + rl.kl_coef * kl
+                kl_sum += (kl.detach() * part_mask).sum().item()
+            if rl.loss_agg == "seq_mean":  # mean over each row's tokens, then over rows
+                loss = ((token_loss * part_mask).sum(1) / part_mask.sum(1).clamp(min=1)).sum() / n_rows
+            else:
+                loss = (token_loss * part_mask).sum() / denominator
+            # DDP and FSDP2 average gradients over ranks: times world, that is the sum, the single-process gradient
+            (loss * world).backward()
         total_loss += loss.item()
         clip_sum += (clipped * part_mask).sum().item()
         log_ratio = (logp.detach() - old_logp[part]) * part_mask
         approx_kl_sum += ((torch.exp(log_ratio) - 1 - log_ratio) * part_mask).sum().item()
-    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.grad_clip).item()
-    n_tokens = max(mask.sum().item(), 1.0)
+    grad_norm = distributed.grad_norm_value(torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.grad_clip))
+    total_loss, clip_sum, kl_sum, approx_kl_sum, n_tokens = distributed.sum_floats(
+        [total_loss, clip_sum, kl_sum, approx_kl_sum, mask.sum().item()])  # over all ranks: the same on each
+    n_tokens = max(n_tokens, 1.0)
     return total_loss, grad_norm, {"clip_frac": clip_sum / n_tokens, "approx_kl": approx_kl_sum / n_tokens,
                                    "kl": kl_sum / n_tokens}
 
@@ -799,10 +851,11 @@ def ppo_update(cfg, policy, rows, input_ids, attention_mask, response_mask, loss
 # ----------------------------------------------------------------------------- the run
 
 def run_eval(cfg, policy, tokenizer, task) -> dict:
-    return evaluation.evaluate(policy, tokenizer, task.heldout[:cfg.eval.n_problems], task.name,
-                               n=cfg.eval.n_samples, max_new_tokens=cfg.task.max_new_tokens,
-                               temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, ks=cfg.eval.ks,
-                               seed=cfg.run.seed, reward_options=reward_options(cfg))
+    with distributed.full_weights(policy) as sampler:  # under torchrun each rank samples a share of the problems
+        return evaluation.evaluate(sampler, tokenizer, task.heldout[:cfg.eval.n_problems], task.name,
+                                   n=cfg.eval.n_samples, max_new_tokens=cfg.task.max_new_tokens,
+                                   temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, ks=cfg.eval.ks,
+                                   seed=cfg.run.seed, reward_options=reward_options(cfg))
 
 
 def summary_table(before: dict, after: dict, ks) -> str:
@@ -818,13 +871,20 @@ def train(cfg: Config, log=print) -> dict:
     """Warm start, then RL; returns the final evaluation metrics."""
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    device = models.pick_device(cfg.run.device)
+    device = distributed.setup(models.pick_device(cfg.run.device))  # joins torchrun's process group, if any
+    world, main_rank = distributed.world_size(), distributed.is_main()
+    if cfg.rl.prompts_per_step % world:
+        raise ConfigError(f"rl.prompts_per_step={cfg.rl.prompts_per_step} must be a multiple of the number of ranks "
+                          f"({world}): each rank samples an equal share of the prompts")
+    if not main_rank:
+        log = lambda *args, **kwargs: None  # rank 0 alone prints, logs, plots
     torch.manual_seed(cfg.run.seed)
     random.seed(cfg.run.seed)
     run_dir = os.path.join(cfg.run.out_dir, cfg.run.name)
     os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
+    if main_rank:
+        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
     task = build_task(cfg)
 
     resume_from = models.latest_checkpoint(run_dir) if cfg.run.resume else None
@@ -843,26 +903,30 @@ def train(cfg: Config, log=print) -> dict:
         reference = build_policy(cfg, device)[0]
         reference.load_state_dict(policy.state_dict())
         reference.requires_grad_(False).eval()
-    optimizer = make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay)
+    policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf)), device)
+    if reference is not None and distributed.is_sharded(policy):
+        reference = distributed.shard(reference)  # forward only, but as large as the policy
+    optimizer = make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay)  # after wrap: FSDP2 swaps in sharded parameters
     start_step, before = 0, None
     if resume_from:
-        state = torch.load(os.path.join(resume_from, "trainer.pt"), weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
+        state = distributed.load_trainer_state(resume_from, policy, optimizer)
         set_rng_state(state["rng"])
         start_step, before = state["step"], state.get("eval_before")
         log(f"resumed from {resume_from} at step {start_step}")
-    metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), resume_step=start_step if resume_from else None)
+    metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl") if main_rank else None,
+                             resume_step=start_step if resume_from else None)
 
     def save(step):
-        state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state(), "eval_before": before}
-        return models.save_checkpoint(run_dir, step, policy, state, config_to_dict(cfg), keep=cfg.run.keep_checkpoints)
+        state = {"step": step, "rng": rng_state(), "eval_before": before}
+        return distributed.save_checkpoint(run_dir, step, policy, optimizer, state, config_to_dict(cfg),
+                                           keep=cfg.run.keep_checkpoints)
 
     if before is None:
         before = run_eval(cfg, policy, tokenizer, task)
         metrics_log.write(0, before)
         log("before RL: " + format_metrics(before))
     step = start_step
-    progress = _progress(range(start_step, cfg.rl.steps), cfg.run.progress)
+    progress = _progress(range(start_step, cfg.rl.steps), cfg.run.progress and main_rank)
     try:
         for step in progress:
             for group in optimizer.param_groups:  # linear warmup, then constant
@@ -878,12 +942,17 @@ def train(cfg: Config, log=print) -> dict:
                 save(done)
         step = cfg.rl.steps
     except KeyboardInterrupt:
+        if world > 1:  # the ranks may have stopped at different collectives: saving could hang
+            log(f"\ninterrupted at step {step}: --resume continues from the last checkpoint")
+            raise
         log(f"\ninterrupted: saving a checkpoint at step {step}")
         save(step)
         raise
     after = run_eval(cfg, policy, tokenizer, task)
     metrics_log.write(cfg.rl.steps, after)
     save(cfg.rl.steps)
+    if not main_rank:
+        return after
     evaluation.plot_run(run_dir)
     table = summary_table(before, after, cfg.eval.ks)
     with open(os.path.join(run_dir, "summary.md"), "w") as f:
@@ -911,10 +980,13 @@ def main(argv=None):
         sys.exit(f"error: {err}")
     try:
         train(cfg)
+        distributed.barrier()  # every rank is done (rank 0 plots last): none closes its connections early
     except ConfigError as err:  # found while building: a bad data file, a model that cannot load
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":

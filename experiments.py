@@ -1,0 +1,775 @@
+"""The paper in miniature: a seeded, side-by-side study of Pass@1 and Pass@k training on mazes.
+
+    python experiments.py --config configs/maze.yaml                 # core arms x 3 seeds -> RESULTS.md
+    python experiments.py --config configs/maze.yaml --extended      # + the Sec. 4 designs and k = 2, 8
+    python experiments.py --config configs/maze.yaml --steps 40 --seeds 5 --jobs 2 --out runs/study
+    python experiments.py --config configs/tiny.yaml --arms pass1,passk_analytic --seeds 1 --steps 2 \\
+        --eval-problems 4 --eval-samples 8 --out /tmp/study --results /tmp/study/RESULTS.md
+
+The study (Chen et al. 2025, arXiv 2508.10751; the claims are numbered as in issue 8):
+1. Warm start once: train.py's own `warm_start` on the config (cached in <out>/../_warmstart/,
+   with --run.threads threads), or --model.init CKPT. Every arm and seed starts RL from that one
+   checkpoint, so the seed interval measures RL's variability, not the warm start's.
+2. Arms differ only in the advantage: the same steps, prompts per step, N = 16 responses per
+   prompt, learning rate and everything else. Core: pass1 (grpo, Eq. 1-3), passk_full (Alg. 1),
+   passk_bootstrap (Alg. 2), passk_analytic (Eq. 11-15), passk_then_pass1 (passk_analytic for the
+   first half of the steps, then grpo); k = 4. Extended (--extended): passk_combined (Eq. 18),
+   entropy_adaptive (Sec. 4.2.3), passk_analytic with k = 2 and k = 8. No arm is tuned on its own.
+   Each (arm, seed) is one subprocess (`python experiments.py --job ...`, single-threaded) that
+   trains with train.train, then evaluates; --jobs of them run side by side. A finished run has
+   study_eval.json and is skipped; an interrupted one continues from its checkpoint (--resume);
+   a run directory made with other settings (study_job.json) is an error, never silently reused.
+   Any --section.key value override (train.py's) applies to the warm start and every run.
+3. Measurements. After training, on held-out mazes at the training sizes and at the next odd size
+   above them (generalisation): pass@k for k = 1..32 from 32 samples per maze at temperature 1.0,
+   top-p 0.95 (the paper's setting), with the unbiased estimator; the per-maze correct counts are
+   saved so intervals can be recomputed without sampling again. The held-out mazes are the warm
+   start seed's (run.seed's) held-out stream, never in its SFT data, minus any maze that the run's
+   own RL stream drew (train.py keeps each seed's RL stream off that seed's held-out set only).
+   Over training (train.py's metrics.jsonl): train/reward, train/entropy, train/wrong_distinct_frac
+   (distinct answers among wrong responses, the paper's measure of exploration),
+   train/all_agree_frac and the in-training held-out eval/pass@1.
+4. RESULTS.md: the command, wall time and git revision; per arm mean and 95 % interval over seeds
+   (Student t; with one seed, a bootstrap over mazes instead); the plots; and a verdict per claim
+   by the rule in `judge`: a claim "A beats B" compares the means over seeds with the 95 % Welch
+   interval of their difference; confirms when the interval lies above 0, refutes when it lies
+   below 0, cannot tell when it holds 0, when an arm was not run, or with fewer than 2 seeds.
+
+Left out on purpose: any per-arm tuning, early stopping, and a correction for the several claims
+tested at once (each verdict stands alone; with 3 seeds only large effects can show).
+"""
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import torch
+
+import advantage
+import eval as evaluation
+import model as models
+import tasks
+import train
+
+# ----------------------------------------------------------------------------- the study's knobs
+# Sizing, from single-thread CPU seconds of one run on configs/maze.yaml (B = 32 prompts, N = 16; a
+# busy machine inflates wall time 2.5-5x, CPU time less): an RL step 6.3 s, one in-training eval
+# 2.2 s, the final eval 0.11 s per maze and set, the warm start 0.6 s per SFT step (600: 6 min, once,
+# cached). Core sweep, 15 runs on 2 workers = 8 rounds: 8 x (6.5 STEPS + 0.22 EVAL_PROBLEMS + 8) s
+# + warm start ~ 45 min at STEPS = 40, EVAL_PROBLEMS = 100. Each run's study_eval.json records its CPU
+# and wall seconds, to redo this sum on another machine.
+
+N_RESPONSES = 16        # N: responses per prompt in every arm (k = 4 needs >= 4 wrong of 16 for any signal)
+K = 4                   # k of the Pass@k arms (the paper's smallest)
+EXTENDED_KS = (2, 8)    # the extended arms' other k, closed form (claim 5)
+STEPS = 40              # RL steps per run: fixed, never a time budget
+SEEDS = 3               # seeds per arm
+JOBS = 2                # runs side by side, one CPU thread each
+EVAL_PROBLEMS = 100     # held-out mazes per set (training sizes; one size larger)
+EVAL_SAMPLES = 32       # samples per held-out maze (the paper's 32): pass@k for k = 1..32
+EVAL_TEMPERATURE = 1.0  # the paper's evaluation setting
+EVAL_TOP_P = 0.95
+TRAIN_EVAL_EVERY = 10   # in-training held-out pass@1 (train.py's eval) every this many steps
+TRAIN_EVAL_PROBLEMS = 64
+TRAIN_EVAL_SAMPLES = 4
+CHECKPOINT_EVERY = 10   # RL steps between checkpoints: what an interrupted run loses at most
+TABLE_KS = (1, 2, 4, 8, 16, 32)
+LEVEL = 0.95            # every interval in the report
+
+CORE_ARMS = ("pass1", "passk_full", "passk_bootstrap", "passk_analytic", "passk_then_pass1")
+EXTENDED_ARMS = ("passk_combined", "entropy_adaptive", *(f"passk_analytic_k{k}" for k in EXTENDED_KS))
+ARM_DOCS = {
+    "pass1": "Pass@1 training: grpo (Eq. 1-3)",
+    "passk_full": f"Pass@{K}, full sampling (Alg. 1)",
+    "passk_bootstrap": f"Pass@{K}, bootstrap sampling, N groups (Alg. 2, Eq. 6)",
+    "passk_analytic": f"Pass@{K}, closed form (Alg. 3, Eq. 11-15)",
+    "passk_then_pass1": f"Pass@{K} closed form for the first half of the steps, then Pass@1 (Table 2)",
+    "passk_combined": f"Pass@{K} combined with Pass@1 (Eq. 18)",
+    "entropy_adaptive": f"Pass@1 for the higher-entropy half of a batch, Pass@{K} for the rest (Sec. 4.2.3)",
+    **{f"passk_analytic_k{k}": f"Pass@{k}, closed form" for k in EXTENDED_KS},
+}
+
+# Each claim: (text, parts, metric's label); a part (better arm, worse arm, metric) says mean(better) > mean(worse).
+# pass@k metrics are in-distribution held-out means over mazes; train/* are per-run means over the logged steps
+# (reward: all steps, its area under the curve; the others: the second half, where the arms have parted).
+CLAIMS = [
+    ("Pass@k training improves pass@k over Pass@1 training (Table 7, Fig. 3-5)",
+     [("passk_analytic", "pass1", f"in_dist/pass@{K}")]),
+    ("the closed form is at least as good as bootstrap, and bootstrap better than full sampling at equal N "
+     "(Sec. 2.4)",
+     [("passk_analytic", "passk_bootstrap", f"in_dist/pass@{K}"),
+      ("passk_bootstrap", "passk_full", f"in_dist/pass@{K}")]),
+    ("Pass@k training keeps entropy and answer diversity higher (Sec. 3)",
+     [("passk_analytic", "pass1", "train/entropy"), ("passk_analytic", "pass1", "train/wrong_distinct_frac")]),
+    ("Pass@k -> Pass@1 reaches a higher pass@1 than Pass@1 training alone (Table 2)",
+     [("passk_then_pass1", "pass1", "in_dist/pass@1")]),
+    ("larger k learns more slowly at the same learning rate (Sec. 2, App. A)",
+     [(f"passk_analytic_k{EXTENDED_KS[0]}", "passk_analytic", "train/reward"),
+      ("passk_analytic", f"passk_analytic_k{EXTENDED_KS[1]}", "train/reward")]),
+    ("combined and entropy-adaptive beat plain Pass@k training (Sec. 4.2)",
+     [("passk_combined", "passk_analytic", f"in_dist/pass@{K}"),
+      ("entropy_adaptive", "passk_analytic", f"in_dist/pass@{K}")]),
+]
+TRAIN_METRICS = ("train/reward", "train/entropy", "train/wrong_distinct_frac", "train/all_agree_frac")
+SECOND_HALF_METRICS = ("train/entropy", "train/wrong_distinct_frac", "train/all_agree_frac")
+
+# keys the runner sets for every run; the option that sets them instead
+RUNNER_KEYS = {"rl.steps": "--steps", "rl.responses_per_prompt": "N_RESPONSES in experiments.py",
+               "rl.advantage": "--arms", "rl.k": "--arms", "rl.schedule": "--arms", "run.seed": "--seeds",
+               "run.name": "--arms", "run.out_dir": "--out", "run.resume": "the runner"}
+WARM_START_ONLY = ("run.threads",)  # the warm start's threads (0 = torch's default); every run uses one
+REPO = os.path.dirname(os.path.abspath(__file__))
+EVAL_FILE, JOB_FILE = "study_eval.json", "study_job.json"
+
+
+class StudyError(ValueError):
+    """A bad study setup: the message names the problem, in one line."""
+
+
+# ----------------------------------------------------------------------------- arms and runs
+
+def arm_schedule(arm: str, steps: int) -> list[dict]:
+    """The arm's advantage schedule as train.py's rl.schedule: [{until_step, advantage, k}]."""
+    if arm == "pass1":
+        return [{"until_step": steps, "advantage": "grpo", "k": 1}]
+    if arm == "passk_then_pass1":
+        return [{"until_step": steps // 2, "advantage": "passk_analytic", "k": K},
+                {"until_step": steps, "advantage": "grpo", "k": 1}]
+    if arm.startswith("passk_analytic_k"):
+        return [{"until_step": steps, "advantage": "passk_analytic", "k": int(arm[len("passk_analytic_k"):])}]
+    return [{"until_step": steps, "advantage": arm, "k": K}]
+
+
+def run_name(arm: str, seed: int) -> str:
+    return f"{arm}_s{seed}"
+
+
+def study_defaults(cfg) -> list[str]:
+    """Overrides the study applies before the user's: train.py's in-training eval and checkpoints, kept cheap."""
+    samples, problems = TRAIN_EVAL_SAMPLES, min(TRAIN_EVAL_PROBLEMS, cfg.task.n_heldout)
+    return ["--eval.every", str(TRAIN_EVAL_EVERY), "--eval.n_problems", str(problems),
+            "--eval.n_samples", str(samples), "--eval.ks", json.dumps(evaluation.powers_of_two(samples)),
+            "--run.checkpoint_every", str(CHECKPOINT_EVERY)]
+
+
+def train_args(config: str, defaults: list[str], overrides: list[str], init: str, arm: str, seed: int, steps: int,
+               out: str) -> list[str]:
+    """train.py's arguments for one run: the config, the study's defaults, the user's overrides, then the arm."""
+    return ["--config", config, *defaults, *overrides, "--model.init", init, "--run.seed", str(seed),
+            "--run.name", run_name(arm, seed), "--run.out_dir", out, "--run.threads", "1", "--run.progress", "false",
+            "--rl.steps", str(steps), "--rl.responses_per_prompt", str(N_RESPONSES),
+            "--rl.schedule", json.dumps(arm_schedule(arm, steps))]
+
+
+def run_overrides(overrides: list[str]) -> list[str]:
+    """The user's --section.key overrides (already valid for train.py) as [--key, value, ...] for every run.
+
+    Keys the runner sets are refused by name; run.threads is the warm start's alone (runs use one thread).
+    """
+    pairs, i = [], 0
+    while i < len(overrides):
+        key, _, value = overrides[i][2:].partition("=")
+        if not value:
+            value, i = overrides[i + 1], i + 1
+        i += 1
+        if key in RUNNER_KEYS:
+            raise StudyError(f"--{key} is set by the study for each run (use {RUNNER_KEYS[key]} instead)")
+        if key not in WARM_START_ONLY:
+            pairs += [f"--{key}", value]
+    return pairs
+
+
+def warm_start_checkpoint(cfg, log=print) -> str:
+    """The one checkpoint every arm starts from: model.init if given, else train.py's cached warm start."""
+    if cfg.model.init:
+        return os.path.abspath(train.resolve_checkpoint(cfg.model.init))
+    if cfg.sft.steps <= 0:
+        raise StudyError("the study starts every arm from one warm-start checkpoint: set sft.steps > 0 or model.init")
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    device = models.pick_device(cfg.run.device)
+    torch.manual_seed(cfg.run.seed)
+    policy, tokenizer = train.build_policy(cfg, device)
+    return os.path.abspath(train.warm_start(cfg, policy, tokenizer, train.build_task(cfg), device, log))
+
+
+def checkpoint_step(run_dir: str) -> int:
+    latest = models.latest_checkpoint(run_dir)
+    return int(os.path.basename(latest).split("_")[1]) if latest else -1
+
+
+def training_finished(run_dir: str, steps: int) -> bool:
+    """train.py writes summary.md after its last checkpoint: both there means the run is complete."""
+    return checkpoint_step(run_dir) >= steps and os.path.exists(os.path.join(run_dir, "summary.md"))
+
+
+def write_json_atomic(path: str, value):
+    temp = f"{path}.tmp-{os.getpid()}"
+    with open(temp, "w") as f:
+        json.dump(value, f)
+    os.replace(temp, path)
+
+
+def claim_job(run_dir: str, key: dict):
+    """Record what a run directory is for; a directory made with other settings is an error, never reused."""
+    path = os.path.join(run_dir, JOB_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old != key:
+            changed = sorted(name for name in set(_as_dict(old)) | set(_as_dict(key))
+                             if _as_dict(old).get(name) != _as_dict(key).get(name))
+            raise StudyError(f"{run_dir} holds a run made with other settings ({', '.join(changed)}); "
+                             f"use another --out or delete it")
+        return
+    if os.path.isdir(run_dir) and os.listdir(run_dir):
+        raise StudyError(f"{run_dir} exists but is not a run of this study ({JOB_FILE} missing); "
+                         f"use another --out or delete it")
+    os.makedirs(run_dir, exist_ok=True)
+    write_json_atomic(path, key)
+
+
+def _as_dict(key: dict) -> dict:
+    args = key["train_args"]
+    return {**dict(zip(args[::2], args[1::2])), **{f"eval {k}": v for k, v in key["eval"].items()}}
+
+
+# ----------------------------------------------------------------------------- one job: train, then evaluate
+
+def larger_size(max_size: int) -> int:
+    return max_size + 2 if max_size % 2 else max_size + 1
+
+
+def maze_answer_bound(size: int) -> int:
+    """Longest possible answer on a size x size maze: a path through every cell, 2 moves per cell, in the tags."""
+    cells = ((size + 1) // 2) ** 2
+    return 2 * (cells - 1) + len(tasks.answer_tag(""))
+
+
+def check_eval_settings(cfg, n_problems: int):
+    if cfg.task.name != "maze":
+        raise StudyError(f"the study evaluates mazes; task.name is {cfg.task.name}")
+    if not 1 <= n_problems <= cfg.task.n_heldout:
+        raise StudyError(f"--eval-problems {n_problems} must lie in 1..task.n_heldout={cfg.task.n_heldout} (only "
+                         f"those are kept out of the warm start's data)")
+
+
+def heldout_sets(cfg, n_problems: int, heldout_seed: int) -> dict:
+    """{'in_dist': ..., 'larger': ...}: each {problems, sizes, max_new_tokens, excluded}, mazes no training saw.
+
+    in_dist: the first task.n_heldout held-out mazes of the warm start's seed (its SFT stream skipped
+    them) minus those the run's RL stream drew (it avoids its own seed's held-out set, not this one).
+    larger: mazes one odd size above task.max_size, which no stream of the training sizes can draw;
+    their token budget grows with the longest possible answer, in proportion to the training one.
+    """
+    check_eval_settings(cfg, n_problems)
+    t = cfg.task
+    base = tasks.SyntheticTask("maze", tasks.maze_maker(t.min_size, t.max_size, t.loop_frac), heldout_seed, t.n_heldout)
+    run_task = train.build_task(cfg)
+    seen = {p.prompt for step in range(cfg.rl.steps) for p in run_task.train_batch("rl", step, cfg.rl.prompts_per_step)}
+    fresh = [p for p in base.heldout if p.prompt not in seen]
+    size = larger_size(t.max_size)
+    larger = tasks.SyntheticTask("maze", tasks.maze_maker(size, size, t.loop_frac), heldout_seed, n_problems)
+    budget = math.ceil(t.max_new_tokens * maze_answer_bound(size) / maze_answer_bound(t.max_size))
+    sizes = [s for s in range(t.min_size, t.max_size + 1) if s % 2]
+    return {"in_dist": {"problems": fresh[:n_problems], "sizes": sizes,
+                        "max_new_tokens": t.max_new_tokens, "excluded": len(base.heldout) - len(fresh)},
+            "larger": {"problems": larger.heldout, "sizes": [size], "max_new_tokens": budget, "excluded": 0}}
+
+
+def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed: int) -> dict:
+    """Correct counts of n_samples samples per held-out maze, both sets, at the paper's temperature and top-p."""
+    cfg, policy, tokenizer, _ = train.load_for_eval(run_dir)
+    result = {"run": os.path.basename(os.path.normpath(run_dir)), "seed": cfg.run.seed, "steps": cfg.rl.steps,
+              "n_samples": n_samples, "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P,
+              "heldout_seed": heldout_seed, "sets": {}}
+    for name, chosen in heldout_sets(cfg, n_problems, heldout_seed).items():
+        longest = max(len(tokenizer.encode_prompt(p.prompt)) for p in chosen["problems"]) + chosen["max_new_tokens"]
+        if longest > policy.config.block_size:
+            raise StudyError(f"{name} mazes need {longest} positions but model.block_size is "
+                             f"{policy.config.block_size}")
+        correct, entropy, length = evaluation.sample_and_score(
+            policy, tokenizer, chosen["problems"], cfg.task.name, n=n_samples, max_new_tokens=chosen["max_new_tokens"],
+            temperature=EVAL_TEMPERATURE, top_p=EVAL_TOP_P, seed=heldout_seed)
+        result["sets"][name] = {"sizes": chosen["sizes"], "max_new_tokens": chosen["max_new_tokens"],
+                                "excluded_seen_in_training": chosen["excluded"], "correct": correct,
+                                "entropy": entropy, "resp_len": length}
+    return result
+
+
+def run_job(run_dir: str, args: list[str], *, n_problems: int, n_samples: int, heldout_seed: int):
+    """The job subprocess: train (or finish training) the run, then evaluate it and write study_eval.json."""
+    cfg, _ = train.parse_args(args)
+    wall, cpu = time.time(), time.process_time()
+    if not training_finished(run_dir, cfg.rl.steps):
+        try:
+            train.train(cfg)
+        finally:
+            train.distributed.teardown()
+    train_wall, train_cpu = time.time() - wall, time.process_time() - cpu
+    result = evaluate_run(run_dir, n_problems=n_problems, n_samples=n_samples, heldout_seed=heldout_seed)
+    result["seconds"] = {"train_wall": train_wall, "train_cpu": train_cpu, "eval_wall": time.time() - wall - train_wall,
+                         "eval_cpu": time.process_time() - cpu - train_cpu}
+    write_json_atomic(os.path.join(run_dir, EVAL_FILE), result)
+    print(f"evaluated {run_dir}: " + ", ".join(
+        f"{name} pass@1 {mean_pass_at_k(s['correct'], n_samples, 1):.3f}" for name, s in result["sets"].items()))
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+def run_sweep(jobs: list[dict], parallel: int, log=print) -> list[str]:
+    """Run the jobs, `parallel` subprocesses at a time; returns the failures (run dir and log), [] when all passed."""
+    stop, failures, done = threading.Event(), [], [0]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def work(job):
+        if stop.is_set():
+            return
+        started = time.time()
+        with open(job["log"], "a") as log_file:
+            log_file.write(f"\n$ python train.py {shlex.join(job['train_args'])}\n")
+            log_file.flush()
+            code = subprocess.run(job["command"], stdout=log_file, stderr=subprocess.STDOUT, env=env).returncode
+        done[0] += 1
+        interrupted = code in (130, -signal.SIGINT)
+        if code != 0:
+            failures.append(f"{job['run_dir']} ({'interrupted' if interrupted else f'exit {code}'}, see {job['log']})")
+        outcome = "done" if code == 0 else "interrupted (rerun to resume)" if interrupted else "FAILED"
+        log(f"[{done[0]}/{len(jobs)}] {job['name']}: {outcome} in {time.time() - started:.0f}s")
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
+    try:
+        for future in concurrent.futures.as_completed([pool.submit(work, job) for job in jobs]):
+            future.result()
+    except KeyboardInterrupt:  # the children got the same Ctrl-C and save a checkpoint
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return failures
+
+
+def plan(args, overrides: list[str]) -> tuple:
+    """(config path, base config, study defaults, run overrides, arms): all checked before any work starts."""
+    config = os.path.abspath(args.config)
+    base, _ = train.parse_args(["--config", config, *overrides])
+    overrides = run_overrides(overrides)
+    base_defaults = study_defaults(base)
+    arms = args.arms.split(",") if args.arms else [*CORE_ARMS, *(EXTENDED_ARMS if args.extended else ())]
+    unknown = [a for a in arms if a not in ARM_DOCS]
+    if unknown:
+        raise StudyError(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARM_DOCS)}")
+    if args.steps < 2:
+        raise StudyError(f"--steps {args.steps}: the Pass@k -> Pass@1 schedule needs at least 2 steps")
+    if args.seeds < 1 or args.jobs < 1:
+        raise StudyError("--seeds and --jobs must be at least 1")
+    if max(K, *EXTENDED_KS) >= N_RESPONSES:
+        raise StudyError(f"every k must be below N = {N_RESPONSES}")
+    check_eval_settings(base, args.eval_problems)
+    if args.eval_samples < 1:
+        raise StudyError(f"--eval-samples {args.eval_samples} must be at least 1")
+    for arm in arms:  # each arm's runs as train.py will read them (no start yet): errors before the warm start
+        train.parse_args(train_args(config, base_defaults, overrides, "", arm, 0, args.steps, args.out))
+    return config, base, base_defaults, overrides, arms
+
+
+def make_jobs(args, config, base, defaults, overrides, arms, init) -> tuple[list[dict], list[tuple[str, str]]]:
+    """(jobs to run, every (arm, run dir) of the study) in seed-major order, so a partial sweep has every arm."""
+    out = os.path.abspath(args.out)
+    eval_key = {"problems": args.eval_problems, "samples": args.eval_samples, "heldout_seed": base.run.seed,
+                "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P}
+    jobs, run_dirs = [], []
+    for seed in range(args.seeds):
+        for arm in arms:
+            run_dir = os.path.join(out, run_name(arm, seed))
+            run_dirs.append((arm, run_dir))
+            args_ = train_args(config, defaults, overrides, init, arm, seed, args.steps, out)
+            claim_job(run_dir, {"train_args": args_, "eval": eval_key})
+            if os.path.exists(os.path.join(run_dir, EVAL_FILE)):
+                continue
+            resume = ["--resume"] if models.latest_checkpoint(run_dir) else []
+            command = [sys.executable, os.path.join(REPO, "experiments.py"), "--job", run_dir,
+                       "--eval-problems", str(args.eval_problems), "--eval-samples", str(args.eval_samples),
+                       "--heldout-seed", str(base.run.seed), "--", *args_, *resume]
+            jobs.append({"name": run_name(arm, seed), "run_dir": run_dir, "train_args": args_ + resume,
+                         "command": command, "log": os.path.join(run_dir, "job.log")})
+    return jobs, run_dirs
+
+
+# ----------------------------------------------------------------------------- numbers
+
+def mean_pass_at_k(correct: list[int], n: int, k: int) -> float:
+    return sum(evaluation.pass_at_k(n, c, k) for c in correct) / len(correct)
+
+
+def run_numbers(run_dir: str) -> dict:
+    """One run's scalars: {in_dist,larger}/pass@k for k = 1..n, the train/* summaries, and its curves."""
+    with open(os.path.join(run_dir, EVAL_FILE)) as f:
+        result = json.load(f)
+    rows = evaluation.read_metrics(run_dir)
+    n = result["n_samples"]
+    numbers = {"seed": result["seed"], "result": result, "rows": rows}
+    for name, chosen in result["sets"].items():
+        for k in range(1, n + 1):
+            numbers[f"{name}/pass@{k}"] = mean_pass_at_k(chosen["correct"], n, k)
+    train_rows = [r for r in rows if "train/reward" in r]
+    for metric in TRAIN_METRICS:
+        kept = train_rows[len(train_rows) // 2:] if metric in SECOND_HALF_METRICS else train_rows
+        values = [r[metric] for r in kept if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
+        numbers[metric] = sum(values) / len(values) if values else float("nan")
+    return numbers
+
+
+def judge(parts: list[dict]) -> str:
+    """The verdict rule: each part's 95 % Welch interval of mean(better) - mean(worse) over seeds.
+
+    A part confirms when its interval lies above 0, refutes when it lies below 0, and cannot tell
+    when it holds 0 or cannot be computed (an arm not run, fewer than 2 seeds). A claim confirms
+    when every part confirms, refutes when any part refutes, and otherwise cannot tell.
+    """
+    verdicts = []
+    for part in parts:
+        low, high = part.get("low", float("nan")), part.get("high", float("nan"))
+        verdicts.append("confirms" if low > 0 else "refutes" if high < 0 else "cannot tell")
+    if "refutes" in verdicts:
+        return "refutes"
+    return "confirms" if verdicts and all(v == "confirms" for v in verdicts) else "cannot tell"
+
+
+def claim_parts(claim_parts_spec, by_arm: dict) -> list[dict]:
+    parts = []
+    for better, worse, metric in claim_parts_spec:
+        part = {"better": better, "worse": worse, "metric": metric}
+        missing = [arm for arm in (better, worse) if arm not in by_arm]
+        if missing:
+            extended = " (--extended)" if set(missing) & set(EXTENDED_ARMS) else ""
+            part["why"] = f"{', '.join(missing)} not run{extended}"
+        else:
+            a, b = ([run[metric] for run in by_arm[arm]] for arm in (better, worse))
+            part.update(evaluation.welch_interval(a, b, LEVEL), mean_better=_mean(a), mean_worse=_mean(b),
+                        n_better=len(a), n_worse=len(b))
+            if min(len(a), len(b)) < 2:
+                part["why"] = "needs 2 or more seeds per arm"
+        parts.append(part)
+    return parts
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def scale(metric: str) -> float:
+    return 100.0 if "pass@" in metric or metric.endswith("_frac") or metric == "train/reward" else 1.0
+
+
+def describe_part(part: dict) -> str:
+    metric, s = part["metric"], scale(part["metric"])
+    if "mean_better" not in part:
+        return f"{part['better']} vs {part['worse']} on {metric}: {part['why']}"
+    unit = " (%)" if s == 100.0 else ""
+    text = (f"{part['better']} {s * part['mean_better']:.2f} vs {part['worse']} {s * part['mean_worse']:.2f} "
+            f"on {metric}{unit}, difference {s * part['diff']:+.2f}")
+    if "why" in part:
+        return text + f" ({part['why']})"
+    return text + (f" (95 % CI {s * part['low']:+.2f} to {s * part['high']:+.2f}, Welch, "
+                   f"{part['n_better']} vs {part['n_worse']} seeds)")
+
+
+# ----------------------------------------------------------------------------- the report
+
+def cell(values: list[float], single_run_interval=None, factor=100.0, digits=1) -> str:
+    """mean ± t half-width over seeds; one seed: the value and its bootstrap interval over mazes, in brackets."""
+    if len(values) >= 2:
+        interval = evaluation.seed_interval(values, LEVEL)
+        return f"{factor * interval['mean']:.{digits}f} ± {factor * interval['half']:.{digits}f}"
+    if single_run_interval is not None:
+        low, high = single_run_interval
+        return f"{factor * values[0]:.{digits}f} [{factor * low:.{digits}f}, {factor * high:.{digits}f}]"
+    return f"{factor * values[0]:.{digits}f}"
+
+
+def passk_table(by_arm: dict, set_name: str, ks) -> str:
+    lines = ["| arm | seeds | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---" * (len(ks) + 2) + "|"]
+    for arm, runs in by_arm.items():
+        cells = []
+        for k in ks:
+            interval = None
+            if len(runs) == 1:
+                chosen = runs[0]["result"]["sets"][set_name]
+                row = evaluation.pass_at_k_intervals(chosen["correct"], runs[0]["result"]["n_samples"], ks=[k])[0]
+                interval = (row["low"], row["high"])
+            cells.append(cell([r[f"{set_name}/pass@{k}"] for r in runs], interval))
+        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def training_table(by_arm: dict) -> str:
+    columns = [("train/reward", "reward, all steps (%)", 100.0, 1),
+               ("train/entropy", "entropy, 2nd half (nats)", 1.0, 3),
+               ("train/wrong_distinct_frac", "distinct wrong answers, 2nd half (%)", 100.0, 1),
+               ("train/all_agree_frac", "prompts whose N agree, 2nd half (%)", 100.0, 1)]
+    lines = ["| arm | seeds | " + " | ".join(c[1] for c in columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for arm, runs in by_arm.items():
+        cells = [cell([r[metric] for r in runs], factor=factor, digits=digits) for metric, _, factor, digits in columns]
+        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Centred moving average over the finite values in each window (train metrics are noisy step to step)."""
+    half = window // 2
+    out = []
+    for i in range(len(values)):
+        near = [v for v in values[max(0, i - half):i + half + 1] if math.isfinite(v)]
+        out.append(sum(near) / len(near) if near else float("nan"))
+    return out
+
+
+def seed_mean_curve(runs: list[dict], metric: str) -> tuple[list[int], list[float]]:
+    """(steps, mean over seeds) of a logged metric, at the steps every seed logged it (a run's last value)."""
+    per_step = {}
+    for index, run in enumerate(runs):
+        for row in run["rows"]:
+            value = row.get(metric)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                per_step.setdefault(row["step"], {})[index] = float(value)  # a resumed run may log a step twice
+    steps = sorted(s for s, values in per_step.items() if len(values) == len(runs))
+    return steps, [_mean([v for v in per_step[s].values() if math.isfinite(v)] or [float("nan")]) for s in steps]
+
+
+def sizes_label(sizes: list[int]) -> str:
+    return f"{sizes[0]}x{sizes[0]}" + (f" to {sizes[-1]}x{sizes[-1]}" if len(sizes) > 1 else "")
+
+
+def plot_report(by_arm: dict, figure_dir: str, steps: int) -> dict:
+    """passk_vs_k.png, training.png and eta.png in figure_dir; returns {name: path}."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(figure_dir, exist_ok=True)
+    colors = {arm: plt.cm.tab10(i) for i, arm in enumerate(ARM_DOCS)}
+    paths = {name: os.path.join(figure_dir, f"{name}.png") for name in ("passk_vs_k", "training", "eta")}
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, set_name in zip(axes, ("in_dist", "larger")):
+        for arm, runs in by_arm.items():
+            chosen = runs[0]["result"]["sets"][set_name]
+            n = runs[0]["result"]["n_samples"]
+            ks = list(range(1, n + 1))
+            means = [_mean([r[f"{set_name}/pass@{k}"] for r in runs]) for k in ks]
+            ax.plot(ks, means, marker="o", ms=2.5, color=colors[arm], label=f"{arm} ({len(runs)} seeds)")
+            if len(runs) >= 2:
+                intervals = [evaluation.seed_interval([r[f"{set_name}/pass@{k}"] for r in runs], LEVEL) for k in ks]
+                ax.fill_between(ks, [i["low"] for i in intervals], [i["high"] for i in intervals], color=colors[arm],
+                                alpha=0.12)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(evaluation.powers_of_two(n), [str(k) for k in evaluation.powers_of_two(n)])
+        ax.set(xlabel="k", title=f"held-out {'training sizes' if set_name == 'in_dist' else 'one size larger'} "
+                                 f"({sizes_label(chosen['sizes'])}, {len(chosen['correct'])} mazes)", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"pass@k (mean over seeds, {int(100 * LEVEL)} % band)")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(paths["passk_vs_k"], dpi=110)
+    plt.close(fig)
+
+    panels = [("eval/pass@1", "held-out pass@1 (in-training eval)"), ("train/reward", "training reward"),
+              ("train/entropy", "mean token entropy"), ("train/wrong_distinct_frac", "distinct answers among wrong"),
+              ("train/all_agree_frac", "prompts whose N responses agree")]
+    window = max(1, steps // 10)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    for ax, (metric, title) in zip(axes.flat, panels):
+        for arm, runs in by_arm.items():
+            x, y = seed_mean_curve(runs, metric)
+            if metric.startswith("train/"):
+                y = smooth(y, window)
+            ax.plot(x, y, color=colors[arm], marker="o" if metric.startswith("eval/") else None, ms=3, label=arm)
+        if "passk_then_pass1" in by_arm:
+            ax.axvline(steps // 2, color=colors["passk_then_pass1"], ls=":", lw=1)  # its switch to Pass@1
+        ax.set(xlabel="RL step", title=title + (f" (moving mean of {window})" if metric.startswith("train/") and
+                                                window > 1 else ""))
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].axis("off")
+    axes.flat[-1].legend(handles, labels, loc="center", fontsize=9, title="mean over seeds")
+    fig.tight_layout()
+    fig.savefig(paths["training"], dpi=110)
+    plt.close(fig)
+
+    advantage.plot_eta(paths["eta"], n=N_RESPONSES)
+    return paths
+
+
+def shown(path: str) -> str:
+    """A path relative to the working directory when it lies below it (RESULTS.md should not name /home/...)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def git_state() -> dict:
+    """HEAD, the changed files, and a hash of the code the runs execute (the repo's top-level .py files)."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    digest = hashlib.sha1()
+    for name in sorted(f for f in os.listdir(REPO) if f.endswith(".py")):
+        with open(os.path.join(REPO, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
+    return {"head": git("rev-parse", "HEAD").strip() or "unknown (not a git checkout)", "changed": changed,
+            "code_sha1": digest.hexdigest()[:12]}
+
+
+def write_report(path: str, *, command: str, wall_s: float, config: str, base, runs: list[tuple[str, str]],
+                 steps: int, init: str, skipped: int, eval_samples: int, jobs: int) -> str:
+    """RESULTS.md (and its figures in docs/results/ beside it) from the runs' study_eval.json and metrics.jsonl."""
+    by_arm = {}
+    for arm, run_dir in runs:
+        by_arm.setdefault(arm, []).append(run_numbers(run_dir))
+    report_dir = os.path.dirname(os.path.abspath(path))
+    figures = plot_report(by_arm, os.path.join(report_dir, "docs", "results"), steps)
+    rel = {name: os.path.relpath(p, report_dir) for name, p in figures.items()}
+    git = git_state()
+    first = next(iter(by_arm.values()))[0]["result"]
+    sets = first["sets"]
+    seeds = sorted({run["seed"] for runs in by_arm.values() for run in runs})
+    seconds = [run["result"].get("seconds", {}) for runs in by_arm.values() for run in runs]
+    cpu_minutes = sum(s.get("train_cpu", 0) + s.get("eval_cpu", 0) for s in seconds) / 60
+    code = [f for f in git["changed"] if f.endswith(".py") and "/" not in f or f.startswith("configs/")]
+    dirty = (f"; dirty tree: {len(git['changed'])} changed or untracked paths, code and configs among them: "
+             f"{', '.join(code) or 'none'}") if git["changed"] else "; clean tree"
+    excluded = sum(run["result"]["sets"]["in_dist"]["excluded_seen_in_training"]
+                   for runs in by_arm.values() for run in runs)
+    rl = base.rl
+    lines = [
+        "# Pass@1 vs Pass@k training on mazes: the study",
+        "",
+        "Written by `experiments.py` (its docstring describes the study); rerun the command to regenerate it.",
+        "",
+        f"- command: `{command}`",
+        f"- wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s) for this invocation, warm start included "
+        f"({skipped} of {len(runs)} runs were already finished and skipped); the runs' train and eval took "
+        f"{cpu_minutes:.1f} CPU minutes; {os.cpu_count()} CPUs, one thread per run, {jobs} runs at a time",
+        f"- git: `{git['head']}`{dirty}; sha1 of the top-level .py files: `{git['code_sha1']}`",
+        f"- config: `{os.path.relpath(config, REPO)}`; warm start (every run's model.init): `{shown(init)}`",
+        f"- every run: {steps} RL steps x {rl.prompts_per_step} prompts x N = {N_RESPONSES} responses, lr {rl.lr}, "
+        f"{rl.minibatches} mini-batches, seeds {', '.join(map(str, seeds))}; Pass@k arms use k = {K}",
+        f"- held-out evaluation: {eval_samples} samples per maze at temperature {first['temperature']}, top-p "
+        f"{first['top_p']}, unbiased pass@k; training sizes {sizes_label(sets['in_dist']['sizes'])} "
+        f"({len(sets['in_dist']['correct'])} mazes, at most {sets['in_dist']['max_new_tokens']} tokens) and "
+        f"{sizes_label(sets['larger']['sizes'])} ({len(sets['larger']['correct'])} mazes, at most "
+        f"{sets['larger']['max_new_tokens']} tokens); the training-size mazes are the warm start seed's held-out "
+        f"set minus those a run's RL stream drew ({excluded} such exclusions over all runs)",
+        "",
+        "## Arms",
+        "",
+        *[f"- `{arm}`: {ARM_DOCS[arm]}" for arm in by_arm],
+        "",
+        f"## Held-out pass@k (%), mean ± {int(100 * LEVEL)} % t-interval over seeds",
+        "",
+        "With one seed a cell shows the run's value and, in brackets, a bootstrap interval over mazes.",
+        "",
+        f"Training sizes, {sizes_label(sets['in_dist']['sizes'])}:",
+        "",
+        passk_table(by_arm, "in_dist", [k for k in TABLE_KS if k <= eval_samples]),
+        "",
+        f"One size larger, {sizes_label(sets['larger']['sizes'])} (never trained on):",
+        "",
+        passk_table(by_arm, "larger", [k for k in TABLE_KS if k <= eval_samples]),
+        "",
+        "## Over training (train.py's metrics.jsonl, per run, then mean ± t-interval over seeds)",
+        "",
+        training_table(by_arm),
+        "",
+        "## Plots",
+        "",
+        f"![pass@k against k per arm]({rel['passk_vs_k']})",
+        "",
+        f"![held-out pass@1, reward, entropy and diversity over training]({rel['training']})",
+        "",
+        f"![eta against rollout accuracy, N = {N_RESPONSES}]({rel['eta']})",
+        "",
+        "## The paper's claims",
+        "",
+        "Rule (`experiments.judge`): each claim compares arms' means over seeds; a part confirms when the "
+        f"{int(100 * LEVEL)} % Welch interval of the difference lies above 0, refutes when it lies below 0, and "
+        "cannot tell when it holds 0, when an arm was not run or with fewer than 2 seeds. A claim with several "
+        "parts confirms when all do and refutes when any does. pass@k is in-distribution; entropy and diversity "
+        "are second-half means, reward the mean over all steps. No correction for testing several claims.",
+        "",
+    ]
+    for number, (text, spec) in enumerate(CLAIMS, start=1):
+        parts = claim_parts(spec, by_arm)
+        lines.append(f"{number}. {text}: **{judge(parts)}**. " + "; ".join(describe_part(p) for p in parts) + ".")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False,
+                                     epilog="Any --section.key value (train.py's overrides) applies to every run.")
+    parser.add_argument("--config", default="configs/maze.yaml", help="base config of every run")
+    parser.add_argument("--extended", action="store_true", help="add " + ", ".join(EXTENDED_ARMS))
+    parser.add_argument("--arms", default="", help="comma-separated arms instead (known: " + ", ".join(ARM_DOCS) + ")")
+    parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds per arm: 0 .. seeds-1")
+    parser.add_argument("--steps", type=int, default=STEPS, help="RL steps per run")
+    parser.add_argument("--jobs", type=int, default=JOBS, help="runs side by side (one thread each)")
+    parser.add_argument("--out", default="runs/study", help="run directories; the warm start is cached beside it")
+    parser.add_argument("--results", default="RESULTS.md", help="the report; its figures go to docs/results/ beside it")
+    parser.add_argument("--eval-problems", type=int, default=EVAL_PROBLEMS, help="held-out mazes per set")
+    parser.add_argument("--eval-samples", type=int, default=EVAL_SAMPLES, help="samples per held-out maze")
+    parser.add_argument("--job", metavar="RUN_DIR", help=argparse.SUPPRESS)  # a job subprocess: train.py args after --
+    parser.add_argument("--heldout-seed", type=int, default=0, help=argparse.SUPPRESS)
+    if "--" in argv:
+        cut = argv.index("--")
+        return parser.parse_args(argv[:cut]), argv[cut + 1:]
+    return parser.parse_known_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args, rest = parse(argv)
+    try:
+        if args.job:
+            return run_job(args.job, rest, n_problems=args.eval_problems, n_samples=args.eval_samples,
+                           heldout_seed=args.heldout_seed)
+        started = time.time()
+        config, base, defaults, overrides, arms = plan(args, rest)
+        out = os.path.abspath(args.out)
+        base.run.out_dir = os.path.dirname(out)  # the warm start is cached in <out>/../_warmstart/
+        init = warm_start_checkpoint(base)
+        jobs, runs = make_jobs(args, config, base, defaults, overrides, arms, init)
+        print(f"study: {len(arms)} arms x {args.seeds} seeds, {len(runs) - len(jobs)} finished, "
+              f"{len(jobs)} to run, {args.jobs} at a time; logs in {out}/<run>/job.log", flush=True)
+        failures = run_sweep(jobs, args.jobs, log=lambda line: print(line, flush=True))
+        if failures:
+            raise StudyError("runs failed, RESULTS.md not written: " + "; ".join(failures))
+        command = "python experiments.py " + shlex.join(argv)
+        path = write_report(args.results, command=command, wall_s=time.time() - started, config=config, base=base,
+                            runs=runs, steps=args.steps, init=init, skipped=len(runs) - len(jobs),
+                            eval_samples=args.eval_samples, jobs=args.jobs)
+        print(f"wrote {path}")
+    except (StudyError, train.ConfigError) as err:
+        sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""experiments.py: the study end to end on the tiny config, resuming, the verdict rule, and eval.py's intervals."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import eval as evaluation
+import experiments
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "configs", "tiny.yaml")
+ARMS = ("pass1", "passk_analytic")
+
+
+def study_command(out):
+    return [sys.executable, os.path.join(REPO, "experiments.py"), "--config", TINY, "--arms", ",".join(ARMS),
+            "--seeds", "1", "--steps", "2", "--jobs", "2", "--eval-problems", "4", "--eval-samples", "8",
+            "--out", str(out / "runs"), "--results", str(out / "RESULTS.md"),
+            "--run.threads", "1", "--sft.steps", "5", "--eval.every", "0", "--eval.n_problems", "4"]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models sample faster on one thread, and the warm start sets torch's threads: restore them after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    result = subprocess.run(study_command(out), capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def test_the_runner_writes_results_table_plots_and_counts(study):
+    report = (study / "RESULTS.md").read_text()
+    for arm in ARMS:
+        assert f"| {arm} | 1 |" in report  # a table row per arm, with its number of seeds
+        saved = json.loads((study / "runs" / f"{arm}_s0" / experiments.EVAL_FILE).read_text())
+        for name, size in (("in_dist", [5]), ("larger", [7])):
+            chosen = saved["sets"][name]
+            assert chosen["sizes"] == size and len(chosen["correct"]) == 4
+            assert all(0 <= c <= 8 for c in chosen["correct"])
+        assert saved["top_p"] == 0.95 and saved["n_samples"] == 8
+    for figure in ("passk_vs_k", "training", "eta"):
+        assert (study / "docs" / "results" / f"{figure}.png").stat().st_size > 0
+        assert f"docs/results/{figure}.png" in report
+    for number in range(1, 7):  # one verdict per claim; one seed cannot tell anything
+        assert f"\n{number}. " in report
+    assert report.count("**cannot tell**") == 6
+    assert "git: `" in report and "wall time" in report and "--arms pass1,passk_analytic" in report
+
+
+def test_a_rerun_skips_finished_runs_and_an_unevaluated_one_resumes(study):
+    runs = study / "runs"
+    finished = runs / "pass1_s0" / experiments.EVAL_FILE
+    before = finished.stat().st_mtime_ns
+    (runs / "passk_analytic_s0" / experiments.EVAL_FILE).unlink()  # trained, not yet evaluated
+    metrics = (runs / "passk_analytic_s0" / "metrics.jsonl").read_text()
+    result = subprocess.run(study_command(study), capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 finished, 1 to run" in result.stdout
+    assert finished.stat().st_mtime_ns == before
+    assert (runs / "passk_analytic_s0" / experiments.EVAL_FILE).exists()
+    commands = [line for line in (runs / "passk_analytic_s0" / "job.log").read_text().splitlines()
+                if line.startswith("$ python train.py")]
+    assert len(commands) == 2 and "--resume" not in commands[0] and commands[1].endswith("--resume")
+    assert (runs / "passk_analytic_s0" / "metrics.jsonl").read_text() == metrics  # training was not redone
+
+
+def test_a_run_dir_made_with_other_settings_is_refused(study, one_thread):
+    command = study_command(study)[2:]
+    command[command.index("--steps") + 1] = "3"
+    with pytest.raises(SystemExit) as stop:  # before any job starts: the warm start is cached
+        experiments.main(command)
+    assert "holds a run made with other settings" in str(stop.value) and "--rl.steps" in str(stop.value)
+
+
+def test_eval_cli_gives_a_seed_interval_over_several_checkpoints(study, capsys, one_thread):
+    runs = [str(study / "runs" / f"{arm}_s0") for arm in ARMS]
+    rows = evaluation.main(["--ckpt", *runs, "--n", "4", "--problems", "4"])
+    printed = capsys.readouterr().out
+    assert "t-interval over seeds" in printed and [r["k"] for r in rows] == [1, 2, 4]
+    rows = evaluation.main(["--ckpt", runs[0], "--n", "4", "--problems", "4"])
+    assert "bootstrap over problems" in capsys.readouterr().out
+    assert all(r["low"] <= r["pass@k"] <= r["high"] for r in rows)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--rl.steps", "5"], ["--rl.steps", "--steps"]),
+    (["--arms", "pass1,passk_magic"], ["passk_magic", "passk_analytic"]),
+    (["--eval-problems", "99"], ["--eval-problems 99", "task.n_heldout=16"]),
+    (["--rl.kk", "3"], ["rl.kk"]),
+])
+def test_bad_study_settings_are_one_line_errors(args, words, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        experiments.main(["--config", TINY, "--out", str(tmp_path / "runs"), *args])
+    for word in words:
+        assert word in str(stop.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_seed_interval_matches_a_hand_computation():
+    # mean 0.3, sample std 0.1, t(0.975, df=2) = 4.302653 from a t table: half-width 4.302653 * 0.1 / sqrt(3)
+    interval = evaluation.seed_interval([0.2, 0.3, 0.4])
+    assert interval["mean"] == pytest.approx(0.3)
+    assert interval["half"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), abs=1e-6)
+    assert (interval["low"], interval["high"]) == pytest.approx((0.3 - interval["half"], 0.3 + interval["half"]))
+    assert math.isnan(evaluation.seed_interval([0.5])["half"])
+
+
+@pytest.mark.parametrize("df, table", [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)])
+def test_t_quantile_matches_a_t_table(df, table):
+    assert evaluation.t_quantile(0.975, df) == pytest.approx(table, abs=1e-5)
+    assert evaluation.t_quantile(0.025, df) == pytest.approx(-table, abs=1e-5)
+
+
+def test_welch_interval_matches_a_hand_computation():
+    # each side: sample variance 1 over 3 values, so se^2 = 1/3 + 1/3 and df = (2/3)^2 / (2 * (1/3)^2 / 2) = 4
+    result = evaluation.welch_interval([1.0, 2.0, 3.0], [3.0, 4.0, 5.0])
+    half = 2.776445 * math.sqrt(1 / 3 + 1 / 3)  # t(0.975, 4) from a t table times the standard error
+    assert result["df"] == pytest.approx(4.0)
+    assert (result["diff"], result["low"], result["high"]) == pytest.approx((-2.0, -2.0 - half, -2.0 + half), abs=1e-5)
+    assert math.isnan(evaluation.welch_interval([1.0], [2.0, 3.0])["low"])
+
+
+def test_judge_confirms_refutes_or_cannot_tell_by_the_welch_interval():
+    by_arm = {"a": [{"m": v} for v in (0.50, 0.52, 0.51)], "b": [{"m": v} for v in (0.30, 0.31, 0.29)],
+              "c": [{"m": v} for v in (0.20, 0.60, 0.40)], "one": [{"m": 0.9}]}
+    judged = lambda spec: experiments.judge(experiments.claim_parts(spec, by_arm))
+    assert judged([("a", "b", "m")]) == "confirms"
+    assert judged([("b", "a", "m")]) == "refutes"
+    assert judged([("a", "c", "m")]) == "cannot tell"                     # the interval holds 0
+    assert judged([("a", "b", "m"), ("a", "c", "m")]) == "cannot tell"    # every part must confirm
+    assert judged([("a", "b", "m"), ("b", "a", "m")]) == "refutes"        # any refuting part refutes
+    assert judged([("one", "b", "m")]) == "cannot tell"                   # one seed: no interval
+    parts = experiments.claim_parts([("passk_combined", "b", "m")], by_arm)
+    assert experiments.judge(parts) == "cannot tell" and "not run (--extended)" in parts[0]["why"]
+
+
+def test_arm_schedules_differ_only_in_the_advantage():
+    steps = 10
+    assert experiments.arm_schedule("pass1", steps) == [{"until_step": 10, "advantage": "grpo", "k": 1}]
+    assert experiments.arm_schedule("passk_then_pass1", steps) == [
+        {"until_step": 5, "advantage": "passk_analytic", "k": experiments.K},
+        {"until_step": 10, "advantage": "grpo", "k": 1}]
+    assert experiments.arm_schedule("passk_analytic_k8", steps)[0]["k"] == 8
+
+    def without_arm(args):  # every argument but the arm's schedule and run name
+        pairs = dict(zip(args[::2], args[1::2]))
+        return {key: value for key, value in pairs.items() if key not in ("--rl.schedule", "--run.name")}
+
+    reference = without_arm(experiments.train_args("c.yaml", ["--rl.lr", "1"], [], "w", "pass1", 0, steps, "out"))
+    for arm in experiments.ARM_DOCS:
+        args = experiments.train_args("c.yaml", ["--rl.lr", "1"], [], "w", arm, 0, steps, "out")
+        assert without_arm(args) == reference, arm
+
+
+def test_curves_average_seeds_at_shared_steps_and_keep_a_resumed_runs_last_value():
+    runs = [{"rows": [{"step": 0, "eval/pass@1": 0.1}, {"step": 10, "eval/pass@1": 0.2},
+                      {"step": 10, "eval/pass@1": 0.4}]},  # logged twice after a resume: the last counts
+            {"rows": [{"step": 0, "eval/pass@1": 0.3}, {"step": 10, "eval/pass@1": 0.6}, {"step": 5, "x": 1.0}]}]
+    steps, means = experiments.seed_mean_curve(runs, "eval/pass@1")
+    assert steps == [0, 10] and means == pytest.approx([0.2, 0.5])
+    assert experiments.smooth([1.0, float("nan"), 3.0, 5.0], 3) == pytest.approx([1.0, 2.0, 4.0, 4.0])
