@@ -23,9 +23,8 @@ The study (Chen et al. 2025, arXiv 2508.10751; the claims are numbered as in iss
 3. Measurements. After training, on held-out mazes at the training sizes and at the next odd size
    above them (generalisation): pass@k for k = 1..32 from 32 samples per maze at temperature 1.0,
    top-p 0.95 (the paper's setting), with the unbiased estimator; the per-maze correct counts are
-   saved so intervals can be recomputed without sampling again. The held-out mazes are the warm
-   start seed's (run.seed's) held-out stream, never in its SFT data, minus any maze that the run's
-   own RL stream drew (train.py keeps each seed's RL stream off that seed's held-out set only).
+   saved so intervals can be recomputed without sampling again. The held-out mazes are task.seed's
+   held-out set, the same for every run seed, which no SFT or RL stream ever draws.
    Over training (train.py's metrics.jsonl): train/reward, train/entropy, train/wrong_distinct_frac
    (distinct answers among wrong responses, the paper's measure of exploration),
    train/all_agree_frac and the in-training held-out eval/pass@1.
@@ -262,27 +261,24 @@ def check_eval_settings(cfg, n_problems: int):
                          f"those are kept out of the warm start's data)")
 
 
-def heldout_sets(cfg, n_problems: int, heldout_seed: int) -> dict:
-    """{'in_dist': ..., 'larger': ...}: each {problems, sizes, max_new_tokens, excluded}, mazes no training saw.
+def heldout_sets(cfg, n_problems: int) -> dict:
+    """{'in_dist': ..., 'larger': ...}: each {problems, sizes, max_new_tokens}, mazes no training saw.
 
-    in_dist: the first task.n_heldout held-out mazes of the warm start's seed (its SFT stream skipped
-    them) minus those the run's RL stream drew (it avoids its own seed's held-out set, not this one).
+    in_dist: the first n_problems held-out mazes of task.seed (the same for every run seed), which the
+    warm start's SFT stream and every run's RL stream skip.
     larger: mazes one odd size above task.max_size, which no stream of the training sizes can draw;
     their token budget grows with the longest possible answer, in proportion to the training one.
     """
     check_eval_settings(cfg, n_problems)
     t = cfg.task
-    base = tasks.SyntheticTask("maze", tasks.maze_maker(t.min_size, t.max_size, t.loop_frac), heldout_seed, t.n_heldout)
-    run_task = train.build_task(cfg)
-    seen = {p.prompt for step in range(cfg.rl.steps) for p in run_task.train_batch("rl", step, cfg.rl.prompts_per_step)}
-    fresh = [p for p in base.heldout if p.prompt not in seen]
+    base = train.build_task(cfg)  # task.seed's held-out set: every run's SFT and RL streams skip it
     size = larger_size(t.max_size)
-    larger = tasks.SyntheticTask("maze", tasks.maze_maker(size, size, t.loop_frac), heldout_seed, n_problems)
+    larger = tasks.SyntheticTask("maze", tasks.maze_maker(size, size, t.loop_frac), t.seed, n_problems)
     budget = math.ceil(t.max_new_tokens * maze_answer_bound(size) / maze_answer_bound(t.max_size))
     sizes = [s for s in range(t.min_size, t.max_size + 1) if s % 2]
-    return {"in_dist": {"problems": fresh[:n_problems], "sizes": sizes,
-                        "max_new_tokens": t.max_new_tokens, "excluded": len(base.heldout) - len(fresh)},
-            "larger": {"problems": larger.heldout, "sizes": [size], "max_new_tokens": budget, "excluded": 0}}
+    return {"in_dist": {"problems": base.heldout[:n_problems], "sizes": sizes,
+                        "max_new_tokens": t.max_new_tokens},
+            "larger": {"problems": larger.heldout, "sizes": [size], "max_new_tokens": budget}}
 
 
 def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed: int) -> dict:
@@ -291,7 +287,7 @@ def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed:
     result = {"run": os.path.basename(os.path.normpath(run_dir)), "seed": cfg.run.seed, "steps": cfg.rl.steps,
               "n_samples": n_samples, "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P,
               "heldout_seed": heldout_seed, "sets": {}}
-    for name, chosen in heldout_sets(cfg, n_problems, heldout_seed).items():
+    for name, chosen in heldout_sets(cfg, n_problems).items():
         longest = max(len(tokenizer.encode_prompt(p.prompt)) for p in chosen["problems"]) + chosen["max_new_tokens"]
         if longest > policy.config.block_size:
             raise StudyError(f"{name} mazes need {longest} positions but model.block_size is "
@@ -300,8 +296,7 @@ def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed:
             policy, tokenizer, chosen["problems"], cfg.task.name, n=n_samples, max_new_tokens=chosen["max_new_tokens"],
             temperature=EVAL_TEMPERATURE, top_p=EVAL_TOP_P, seed=heldout_seed)
         result["sets"][name] = {"sizes": chosen["sizes"], "max_new_tokens": chosen["max_new_tokens"],
-                                "excluded_seen_in_training": chosen["excluded"], "correct": correct,
-                                "entropy": entropy, "resp_len": length}
+                                "correct": correct, "entropy": entropy, "resp_len": length}
     return result
 
 
@@ -649,8 +644,6 @@ def write_report(path: str, *, command: str, wall_s: float, config: str, base, r
     code = [f for f in git["changed"] if f.endswith(".py") and "/" not in f or f.startswith("configs/")]
     dirty = (f"; dirty tree: {len(git['changed'])} changed or untracked paths, code and configs among them: "
              f"{', '.join(code) or 'none'}") if git["changed"] else "; clean tree"
-    excluded = sum(run["result"]["sets"]["in_dist"]["excluded_seen_in_training"]
-                   for runs in by_arm.values() for run in runs)
     rl = base.rl
     lines = [
         "# Pass@1 vs Pass@k training on mazes: the study",
@@ -669,8 +662,8 @@ def write_report(path: str, *, command: str, wall_s: float, config: str, base, r
         f"{first['top_p']}, unbiased pass@k; training sizes {sizes_label(sets['in_dist']['sizes'])} "
         f"({len(sets['in_dist']['correct'])} mazes, at most {sets['in_dist']['max_new_tokens']} tokens) and "
         f"{sizes_label(sets['larger']['sizes'])} ({len(sets['larger']['correct'])} mazes, at most "
-        f"{sets['larger']['max_new_tokens']} tokens); the training-size mazes are the warm start seed's held-out "
-        f"set minus those a run's RL stream drew ({excluded} such exclusions over all runs)",
+        f"{sets['larger']['max_new_tokens']} tokens); the training-size mazes are task.seed's held-out set, "
+        f"which no warm-start or RL stream draws",
         "",
         "## Arms",
         "",

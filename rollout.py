@@ -30,6 +30,18 @@ class Rollout:
     entropy: torch.Tensor = None    # [B*n, L] policy entropy at the sampling temperature, when asked for
 
 
+def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
+    """Rollouts of consecutive prompt chunks -> one Rollout, shorter ones padded on the right."""
+    L = max(p.tokens.shape[1] for p in parts)
+    pad = lambda t, value: torch.nn.functional.pad(t, (0, L - t.shape[1]), value=value)
+    entropy = [pad(p.entropy, 0.0) for p in parts] if parts[0].entropy is not None else None
+    return Rollout(torch.cat([pad(p.tokens, pad_id) for p in parts]),
+                   torch.cat([pad(p.response_mask, 0.0) for p in parts]),
+                   torch.cat([p.truncated for p in parts]),
+                   torch.cat([pad(p.sampler_logprobs, 0.0) for p in parts]),
+                   torch.cat(entropy) if entropy is not None else None)
+
+
 # ----------------------------------------------------------------------------- counter-based randomness
 
 def _mul32(x, constant):

@@ -158,6 +158,9 @@ def _evaluate_integer_expression(expression: str) -> int:
 
 # ----------------------------------------------------------------------------- tasks
 
+MAX_REDRAWS = 1000  # a task too small for the held-out set asked of it fails with a message, never loops forever
+
+
 class SyntheticTask:
     """Problems of one generator, with a held-out set and a training stream that never meets it.
 
@@ -178,11 +181,17 @@ class SyntheticTask:
             if stream == "heldout" or problem.prompt not in self.heldout_prompts:
                 return problem
             attempt += 1
+            if attempt == MAX_REDRAWS:
+                raise ValueError(f"{self.name}: {MAX_REDRAWS} draws in a row were held-out problems; the held-out "
+                                 f"set covers (nearly) every problem: lower task.n_heldout or widen the task")
 
     def problems(self, stream: str, count: int, start: int = 0) -> list[Problem]:
         """`count` distinct problems (de-duplicated by prompt) from index `start` of a stream."""
         seen, out, index = set(), [], start
         while len(out) < count:
+            if index - start >= MAX_REDRAWS + 20 * count:
+                raise ValueError(f"{self.name}: only {len(out)} distinct problems in {index - start} draws, "
+                                 f"{count} asked for: lower task.n_heldout or widen the task (sizes, numbers)")
             problem = self.problem(stream, index)
             index += 1
             if problem.prompt not in seen:

@@ -54,7 +54,7 @@ import eval as evaluation
 import model as models
 import reward
 import tasks
-from rollout import combine_seeds, generate, left_pad
+from rollout import combine_seeds, concat_rollouts, generate, left_pad
 from tokenizer import CharTokenizer
 
 
@@ -128,6 +128,8 @@ class TaskConfig:
     """countdown: numbers per problem; arithmetic: terms per expression"""
     max_number: int = 20
     """countdown / arithmetic: largest number"""
+    seed: int = 0
+    """data seed: the held-out set and the problem streams (the same for every run.seed)"""
     n_heldout: int = 256
     """held-out problems (never seen in training)"""
     max_new_tokens: int = 64
@@ -188,6 +190,8 @@ class RLConfig:
     """optimizer updates per epoch; each takes an equal random share of every prompt's responses"""
     micro_batch: int = 0
     """rows per forward/backward (gradient accumulation); 0 = a whole mini-batch at once"""
+    rollout_prompts: int = 0
+    """prompts per sampling call (their N responses each): bounds the KV cache; 0 = all of a rank's prompts"""
     eps_low: float = 0.2
     """PPO clip below 1 (ratio >= 1 - eps_low)"""
     eps_high: float = 0.28
@@ -212,6 +216,8 @@ class RLConfig:
 
 @dataclass
 class EvalConfig:
+    before: bool = True
+    """evaluate the starting policy before RL (the 'warm start' row of the summary)"""
     every: int = 25
     """RL steps between held-out evaluations (0 = only before and after RL)"""
     n_samples: int = 16
@@ -466,11 +472,14 @@ def build_task(cfg: Config):
     t = cfg.task
     if t.name == "math":
         try:
-            return tasks.MathTask(t.train_file, t.test_file, seed=cfg.run.seed, n_heldout=t.n_heldout,
+            return tasks.MathTask(t.train_file, t.test_file, seed=t.seed, n_heldout=t.n_heldout,
                                   template=t.template, prompt_field=t.prompt_field, answer_field=t.answer_field)
         except ValueError as err:  # a bad data file: the message names the file, line and field
             raise ConfigError(str(err)) from None
-    return tasks.SyntheticTask(t.name, TASK_MAKERS[t.name](t), cfg.run.seed, t.n_heldout)
+    try:
+        return tasks.SyntheticTask(t.name, TASK_MAKERS[t.name](t), t.seed, t.n_heldout)
+    except ValueError as err:  # e.g. more held-out problems asked for than the task has
+        raise ConfigError(str(err)) from None
 
 
 def build_policy(cfg: Config, device, checkpoint=None):
@@ -701,14 +710,17 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     t0 = time.time()
 
     # 1. sample b prompts x N responses; the randomness of prompt i comes from (run seed, step, i), i global
-    problems = task.train_batch("rl", step, B)[first:first + b]
+    problems = task.train_batch(f"rl{cfg.run.seed}", step, B)[first:first + b]  # each run seed its own stream
     prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
     policy.eval()
+    seeds = [combine_seeds(cfg.run.seed, step, first + i) for i in range(b)]
+    chunk = rl.rollout_prompts or b  # prompts per generate call: bounds the KV cache (B*N rows at once otherwise)
     with distributed.full_weights(policy) as sampler:
-        rollout = generate(sampler, prompts, n=N, max_new_tokens=cfg.task.max_new_tokens, eos_ids=tokenizer.eos_ids,
-                           pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size, temperature=rl.temperature,
-                           top_p=rl.top_p, top_k=rl.top_k,
-                           seeds=[combine_seeds(cfg.run.seed, step, first + i) for i in range(b)])
+        rollout = concat_rollouts([
+            generate(sampler, prompts[i:i + chunk], n=N, max_new_tokens=cfg.task.max_new_tokens,
+                     eos_ids=tokenizer.eos_ids, pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size,
+                     temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k, seeds=seeds[i:i + chunk])
+            for i in range(0, b, chunk)], tokenizer.pad_id)
     t_rollout = time.time() - t0
 
     # 2. score
@@ -861,7 +873,7 @@ def run_eval(cfg, policy, tokenizer, task) -> dict:
 def summary_table(before: dict, after: dict, ks) -> str:
     columns = [f"pass@{k}" for k in ks] + ["greedy"]
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, metrics in (("warm start", before), ("after RL", after)):
+    for label, metrics in (("before RL", before), ("after RL", after)):
         lines.append(f"| {label} | " + " | ".join(f"{100 * metrics.get('eval/' + c, float('nan')):.1f}"
                                                    for c in columns) + " |")
     return "\n".join(lines)
@@ -890,38 +902,37 @@ def train(cfg: Config, log=print) -> dict:
     resume_from = models.latest_checkpoint(run_dir) if cfg.run.resume else None
     if cfg.run.resume and resume_from is None:
         log(f"--resume: no checkpoint in {run_dir}, starting fresh")
-    if resume_from:
-        policy, tokenizer = build_policy(cfg, device, checkpoint=resume_from)
-    elif cfg.model.init:
-        policy, tokenizer = build_policy(cfg, device, checkpoint=resolve_checkpoint(cfg.model.init))
-    else:
-        policy, tokenizer = build_policy(cfg, device)
-        if cfg.sft.steps > 0:
-            warm_start(cfg, policy, tokenizer, task, device, log)
+    # the policy RL starts from: model.init, or the warm start (trained once, then loaded from its cache)
+    start = resolve_checkpoint(cfg.model.init) if cfg.model.init else None
+    policy, tokenizer = build_policy(cfg, device, checkpoint=start)
+    if not start and cfg.sft.steps > 0:
+        warm_start(cfg, policy, tokenizer, task, device, log)
     reference = None
     if cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on
-        reference = build_policy(cfg, device)[0]
+        reference = build_policy(cfg, device, checkpoint=start)[0]
         reference.load_state_dict(policy.state_dict())
         reference.requires_grad_(False).eval()
+    if resume_from:
+        policy.load_weights(resume_from)
     policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf)), device)
     if reference is not None and distributed.is_sharded(policy):
         reference = distributed.shard(reference)  # forward only, but as large as the policy
     optimizer = make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay)  # after wrap: FSDP2 swaps in sharded parameters
-    start_step, before = 0, None
+    start_step, before, after = 0, None, None
     if resume_from:
         state = distributed.load_trainer_state(resume_from, policy, optimizer)
         set_rng_state(state["rng"])
-        start_step, before = state["step"], state.get("eval_before")
+        start_step, before, after = state["step"], state.get("eval_before"), state.get("eval_after")
         log(f"resumed from {resume_from} at step {start_step}")
     metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl") if main_rank else None,
                              resume_step=start_step if resume_from else None)
 
     def save(step):
-        state = {"step": step, "rng": rng_state(), "eval_before": before}
+        state = {"step": step, "rng": rng_state(), "eval_before": before, "eval_after": after}
         return distributed.save_checkpoint(run_dir, step, policy, optimizer, state, config_to_dict(cfg),
                                            keep=cfg.run.keep_checkpoints)
 
-    if before is None:
+    if before is None and cfg.eval.before:
         before = run_eval(cfg, policy, tokenizer, task)
         metrics_log.write(0, before)
         log("before RL: " + format_metrics(before))
@@ -948,13 +959,14 @@ def train(cfg: Config, log=print) -> dict:
         log(f"\ninterrupted: saving a checkpoint at step {step}")
         save(step)
         raise
-    after = run_eval(cfg, policy, tokenizer, task)
-    metrics_log.write(cfg.rl.steps, after)
-    save(cfg.rl.steps)
+    if after is None:  # (a finished run that is resumed only redraws its report)
+        after = run_eval(cfg, policy, tokenizer, task)
+        metrics_log.write(cfg.rl.steps, after)
+        save(cfg.rl.steps)
     if not main_rank:
         return after
     evaluation.plot_run(run_dir)
-    table = summary_table(before, after, cfg.eval.ks)
+    table = summary_table(before or {}, after, cfg.eval.ks)
     with open(os.path.join(run_dir, "summary.md"), "w") as f:
         f.write(table + "\n")
     log(f"\nheld-out {cfg.task.name}: {cfg.eval.n_problems} problems, pass@k from n = {cfg.eval.n_samples} samples "

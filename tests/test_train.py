@@ -1,4 +1,5 @@
 """train.py: config errors, resume, skipped non-finite updates, schedules, and a real learning test."""
+import glob
 import json
 import os
 import subprocess
@@ -37,6 +38,8 @@ def train_lines(run_dir):
     (["--rl.lr", "fast"], ["rl.lr must be float"]),
     (["--rl.advantage", "passk_magic"], ["passk_magic", "passk_analytic"]),
     (["--optimiser.lr", "1"], ["unknown config section 'optimiser'"]),
+    (["--task.min_size", "3", "--task.max_size", "3", "--task.n_heldout", "500"],  # 3x3 grids: 60 mazes in all
+     ["only 60 distinct problems", "task.n_heldout"]),
 ])
 def test_a_bad_config_is_a_one_line_error_that_names_it(args, words):
     result = run_cli("--config", TINY, *args)
@@ -45,6 +48,13 @@ def test_a_bad_config_is_a_one_line_error_that_names_it(args, words):
     assert len(message.splitlines()) == 1, message
     for word in words:
         assert word in message
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml"))))
+def test_every_shipped_config_parses_and_its_schedule_covers_the_run(path):
+    cfg, _ = train.parse_args(["--config", path])
+    if cfg.rl.schedule:
+        assert cfg.rl.schedule[-1]["until_step"] == cfg.rl.steps, "the last phase must end with the run"
 
 
 def test_a_missing_config_file_is_named():
@@ -121,3 +131,23 @@ def test_schedule_switches_the_estimator_and_logs_the_phase(tmp_path):
     assert [lines[s]["train/advantage"] for s in (1, 2, 3, 4)] == ["passk_analytic"] * 2 + ["grpo"] * 2
     assert [lines[s]["train/k"] for s in (1, 2, 3, 4)] == [2, 2, 1, 1]
     assert (tmp_path / "tiny" / "curves.png").exists() and (tmp_path / "tiny" / "passk.png").exists()
+
+
+def test_rl_raises_the_reward(tmp_path):
+    """A real learning test: a briefly warm-started tiny GPT on 3x3 mazes (60 grids in all, 16 held out).
+
+    Fixed seed, so the run is deterministic; measured at this revision: held-out pass@1 0.23 -> 0.33,
+    training reward (mean of the first / last 10 steps) 0.2 -> 0.4. With the advantage's sign flipped
+    both fall, so the test fails when the update does not follow the reward.
+    """
+    cfg = tiny_config(tmp_path, "--task.min_size", "3", "--task.max_size", "3", "--sft.steps", "250",
+                      "--rl.steps", "60", "--rl.advantage", "grpo", "--rl.lr", "1e-3", "--rl.prompts_per_step", "16",
+                      "--rl.minibatches", "1", "--eval.every", "0", "--eval.n_problems", "16", "--eval.n_samples", "16",
+                      "--eval.ks", "[1]")
+    after = train.train(cfg, log=lambda *a: None)
+    with open(tmp_path / "tiny" / "metrics.jsonl") as f:
+        before = json.loads(f.readline())["eval/pass@1"]
+    rewards = [line["train/reward"] for _, line in sorted(train_lines(tmp_path / "tiny").items())]
+    first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
+    assert last > first + 0.1, rewards
+    assert after["eval/pass@1"] > before + 0.05, (before, after["eval/pass@1"])
