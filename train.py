@@ -922,7 +922,8 @@ def train(cfg: Config, log=print) -> dict:
     if resume_from:
         state = distributed.load_trainer_state(resume_from, policy, optimizer)
         set_rng_state(state["rng"])
-        start_step, before, after = state["step"], state.get("eval_before"), state.get("eval_after")
+        start_step, before = state["step"], state.get("eval_before")
+        after = state.get("eval_after") if start_step >= cfg.rl.steps else None  # more steps asked: train on
         log(f"resumed from {resume_from} at step {start_step}")
     metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl") if main_rank else None,
                              resume_step=start_step if resume_from else None)

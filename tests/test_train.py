@@ -109,6 +109,19 @@ def test_resume_after_ctrl_c_continues_with_the_same_steps_and_metrics(tmp_path,
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
 
 
+def test_a_finished_run_resumed_with_more_steps_trains_on_and_evaluates_again(tmp_path):
+    straight = train.train(tiny_config(tmp_path, "--run.name", "straight", "--eval.every", "0"), log=lambda *a: None)
+    train.train(tiny_config(tmp_path, "--run.name", "extended", "--eval.every", "0", "--rl.steps", "2"),
+                log=lambda *a: None)
+    extended = train.train(tiny_config(tmp_path, "--run.name", "extended", "--eval.every", "0", "--resume"),
+                           log=lambda *a: None)
+    assert extended == straight  # the lr is constant after warmup: 2 + 2 steps are the 4-step run
+    assert train_lines(tmp_path / "extended") == train_lines(tmp_path / "straight")
+    with open(tmp_path / "extended" / "metrics.jsonl") as f:
+        eval_steps = [row["step"] for row in map(json.loads, f) if "eval/pass@1" in row]
+    assert eval_steps == [0, 2, 4]  # the 2-step run's final eval, then the extended run's own
+
+
 def test_a_non_finite_loss_skips_the_update_and_the_run_goes_on(tmp_path, monkeypatch):
     monkeypatch.setitem(advantage.ESTIMATORS, "nan_test", lambda rewards, *, k: torch.full_like(rewards, float("nan")))
     cfg = tiny_config(tmp_path, "--rl.advantage", "nan_test", "--sft.steps", "0")
