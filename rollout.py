@@ -32,6 +32,8 @@ class Rollout:
 
 def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
     """Rollouts of consecutive prompt chunks -> one Rollout, shorter ones padded on the right."""
+    if len(parts) == 1:
+        return parts[0]
     L = max(p.tokens.shape[1] for p in parts)
     pad = lambda t, value: torch.nn.functional.pad(t, (0, L - t.shape[1]), value=value)
     entropy = [pad(p.entropy, 0.0) for p in parts] if parts[0].entropy is not None else None

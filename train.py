@@ -905,7 +905,7 @@ def train(cfg: Config, log=print) -> dict:
     # the policy RL starts from: model.init, or the warm start (trained once, then loaded from its cache)
     start = resolve_checkpoint(cfg.model.init) if cfg.model.init else None
     policy, tokenizer = build_policy(cfg, device, checkpoint=start)
-    if not start and cfg.sft.steps > 0:
+    if not start and cfg.sft.steps > 0 and (not resume_from or cfg.rl.kl_coef > 0):  # resumed: only for the reference
         warm_start(cfg, policy, tokenizer, task, device, log)
     reference = None
     if cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on

@@ -1,7 +1,7 @@
 """The sampler: per-prompt randomness, masks, EOS handling, filtering, and the sampled distribution."""
 import torch
 
-from rollout import combine_seeds, generate, sample_token, uniforms
+from rollout import combine_seeds, concat_rollouts, generate, sample_token, uniforms
 from tokenizer import CharTokenizer
 from test_model import tiny_gpt
 
@@ -20,6 +20,22 @@ def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_batch():
     other_seed = generate(model, prompts[1:2], n=4, max_new_tokens=10, seeds=[123], temperature=1.0, **OPTIONS)
     assert not torch.equal(other_seed.tokens, alone.tokens[:, :other_seed.tokens.shape[1]])
     assert len({tuple(row) for row in alone.tokens.tolist()}) > 1  # the n responses differ from each other
+
+
+def test_sampling_in_prompt_chunks_equals_sampling_the_batch_at_once():
+    """train.py's rl.rollout_prompts: chunks of prompts, then concat_rollouts, give the same rollout."""
+    model = tiny_gpt()
+    prompts = [TOKENIZER.encode_prompt(p) for p in ["first", "the second prompt", "x", "four"]]
+    seeds = [combine_seeds(15, 1, i) for i in range(4)]  # seed 15: the first chunk ends early (EOS), so is padded
+    options = dict(n=2, max_new_tokens=12, temperature=8.0, return_entropy=True, **OPTIONS)
+    whole = generate(model, prompts, seeds=seeds, **options)
+    parts = [generate(model, prompts[i:j], seeds=seeds[i:j], **options) for i, j in ((0, 1), (1, 4))]
+    assert parts[0].tokens.shape[1] < parts[1].tokens.shape[1]
+    chunks = concat_rollouts(parts, TOKENIZER.pad_id)
+    assert torch.equal(chunks.tokens, whole.tokens) and torch.equal(chunks.truncated, whole.truncated)
+    assert torch.equal(chunks.response_mask, whole.response_mask)
+    torch.testing.assert_close(chunks.sampler_logprobs, whole.sampler_logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunks.entropy, whole.entropy, atol=1e-5, rtol=0)
 
 
 def test_response_mask_includes_eos_and_marks_truncation():
