@@ -518,12 +518,14 @@ class HFPolicy(nn.Module):
         kv = StaticCache(config=self.model.config, max_cache_len=capacity)
         if any(kv.is_sliding):
             raise ValueError("model.decode static/compiled supports full-attention models only; use dynamic")
-        keys = prompt_cache.layers[0].keys  # [B, H_kv, P, hd]
-        kv.early_initialization(keys.shape[0] * n_repeat, keys.shape[1], keys.shape[3], keys.dtype, keys.device)
         for static, dynamic in zip(kv.layers, prompt_cache.layers):
-            P = dynamic.keys.shape[2]
-            static.keys[:, :, :P].copy_(dynamic.keys.repeat_interleave(n_repeat, dim=0))
-            static.values[:, :, :P].copy_(dynamic.values.repeat_interleave(n_repeat, dim=0))
+            keys = dynamic.keys.repeat_interleave(n_repeat, dim=0)  # [B*n, H_kv, P, hd]
+            values = dynamic.values.repeat_interleave(n_repeat, dim=0)
+            # each tensor keeps its own dtype: under bf16 autocast RoPE leaves keys float32, values bf16
+            static.lazy_initialization(keys, values)
+            P = keys.shape[2]
+            static.keys[:, :, :P].copy_(keys)
+            static.values[:, :, :P].copy_(values)
             static.cumulative_length.fill_(P)  # in place: its address is static (CUDA graphs)
         return kv
 

@@ -16,7 +16,8 @@ Stage 2, RL. One step, in the order of DESIGN.md:
   3. recompute old log-probs and per-token entropy with the training path, no grad
   4. advantages from the active phase's estimator (advantage.py) -> [B, N]
   5. epochs x mini-batches of PPO-clip updates (clip-higher), token-mean loss,
-     optional k3 KL to a frozen reference, gradient clipping, AdamW
+     optional k3 KL to a frozen reference, gradient clipping, AdamW; prompts whose
+     advantages are all 0 skip the forward/backward (same gradient: rl.skip_zero_advantage)
 What it keeps from DAPO (the paper's recipe): clip-higher and token-level loss. What it
 leaves out by default: the KL term, the entropy bonus, dynamic sampling.
 
@@ -182,8 +183,12 @@ class RLConfig:
     """AdamW learning rate"""
     warmup: int = 5
     """linear lr warmup, in RL steps"""
+    lr_schedule: str = "constant"
+    """after the warmup: constant, or cosine (decay to 10 % of rl.lr at rl.steps)"""
     weight_decay: float = 0.0
     """AdamW weight decay"""
+    adam_beta2: float = 0.95
+    """AdamW beta2 (the warm start uses 0.95)"""
     epochs: int = 1
     """passes over each step's samples"""
     minibatches: int = 4
@@ -210,6 +215,8 @@ class RLConfig:
     """top-k sampling during training (0 = off)"""
     mask_truncated: bool = False
     """drop responses without EOS from the loss (default: score them as they are)"""
+    skip_zero_advantage: bool = True
+    """leave prompts whose advantages are all 0 out of the update's forward/backward (same gradient, less compute)"""
     logprob: str = "fused"
     """fused (chunked, never holds [tokens, vocab]) or naive (full log_softmax)"""
 
@@ -269,7 +276,8 @@ def field_docs() -> dict:
         if isinstance(node, ast.ClassDef) and node.name.endswith("Config") and node.name != "Config":
             section = node.name[:-len("Config")].lower()
             for item, after in zip(node.body, node.body[1:]):
-                if isinstance(item, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+                documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                if isinstance(item, ast.AnnAssign) and documented:
                     docs[f"{section}.{item.target.id}"] = after.value.value
     return docs
 
@@ -414,6 +422,8 @@ def validate(cfg: Config):
     if N % rl.minibatches:
         raise ConfigError(f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt={N} "
                           f"(each mini-batch takes an equal share of every prompt's responses)")
+    if rl.lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"rl.lr_schedule '{rl.lr_schedule}' must be constant or cosine")
     if rl.loss_agg not in ("token_mean", "seq_mean", "constant"):
         raise ConfigError(f"rl.loss_agg '{rl.loss_agg}' must be token_mean, seq_mean or constant")
     if rl.logprob not in ("fused", "naive"):
@@ -536,8 +546,8 @@ def set_rng_state(state: dict):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def make_optimizer(policy, lr, weight_decay):
-    return torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+def make_optimizer(policy, lr, weight_decay, beta2=0.95):
+    return torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
 
 
 class MetricsLog:
@@ -661,11 +671,22 @@ def sft_step(policy, optimizer, problems, tokenizer, cfg: Config, device) -> flo
     return loss_sum
 
 
+def warmup_cosine(peak: float, step: int, warmup: int, steps: int) -> float:
+    """Linear warmup to `peak`, then cosine decay to 10 % of it at `steps`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def sft_lr(sft: SFTConfig, step: int) -> float:
-    if step < sft.warmup:
-        return sft.lr * (step + 1) / sft.warmup
-    progress = (step - sft.warmup) / max(1, sft.steps - sft.warmup)
-    return sft.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(sft.lr, step, sft.warmup, sft.steps)
+
+
+def rl_lr(rl: RLConfig, step: int) -> float:
+    if rl.lr_schedule == "cosine":
+        return warmup_cosine(rl.lr, step, rl.warmup, rl.steps)
+    return rl.lr * min(1.0, (step + 1) / max(1, rl.warmup))
 
 
 def right_pad(sequences: list[list[int]], pad_id: int, device):
@@ -752,6 +773,13 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
                            **estimator_extras(estimator, all_prompt_entropy, generator, rl.n_groups))  # [B, N]
     row_advantages = advantages[first:first + b].reshape(b * N, 1).float()  # this rank's, broadcast over tokens
     loss_mask = response_mask * (~rollout.truncated).float()[:, None] if rl.mask_truncated else response_mask
+    # a prompt whose N advantages are all 0 (every response right, or every one wrong) adds nothing to the PPO
+    # gradient: with no KL term, its rows are left out of the update's forward and backward (the loss keeps its
+    # denominators, so the gradient is the same). Under torchrun every rank runs all its rows (same collectives).
+    skip_zero = rl.skip_zero_advantage and reference is None and distributed.world_size() == 1
+    has_signal = ~(advantages[first:first + b] == 0).all(1).cpu()  # [b]
+    active = has_signal if skip_zero else torch.ones(b, dtype=torch.bool)  # [b] prompts whose rows run
+    signal_mask = loss_mask * has_signal.to(device).repeat_interleave(N)[:, None]  # [b*N, L]: clip_frac, approx_kl
 
     # 5. PPO updates: each mini-batch takes an equal random share of every prompt's responses
     policy.train()
@@ -763,10 +791,11 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         for m in range(rl.minibatches):
             picked = shares[:, m * N // rl.minibatches:(m + 1) * N // rl.minibatches]  # [b, N/M]
             rows = (torch.arange(b)[:, None] * N + picked).flatten().to(device)
+            run_rows = (torch.arange(b)[active, None] * N + picked[active]).flatten().to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss, grad_norm, minibatch_stats = ppo_update(cfg, policy, rows, input_ids, attention_mask,
-                                                          response_mask, loss_mask, old_logp, ref_logp,
-                                                          row_advantages, tokenizer.vocab_size)
+            loss, grad_norm, minibatch_stats = ppo_update(cfg, policy, rows, run_rows, input_ids, attention_mask,
+                                                          response_mask, loss_mask, signal_mask, old_logp,
+                                                          ref_logp, row_advantages, tokenizer.vocab_size)
             if math.isfinite(loss) and math.isfinite(grad_norm):
                 optimizer.step()
             else:
@@ -794,6 +823,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         "train/grad_norm": mean(stats["grad_norm"]),
         "train/skipped_updates": skipped,
         "train/zero_adv_frac": (advantages.abs().amax(1) == 0).float().mean().item(),
+        "train/updated_rows_frac": active.float().mean().item(),
         "train/adv_abs": advantages.abs().mean().item(),
         "train/resp_len": (tokens / (B * N)).item(),
         "train/truncated_frac": (truncated / (B * N)).item(),
@@ -818,9 +848,14 @@ def diversity_metrics(texts: list[str], rewards) -> dict:
             "train/all_agree_frac": n_agree / B}
 
 
-def ppo_update(cfg, policy, rows, input_ids, attention_mask, response_mask, loss_mask, old_logp, ref_logp,
-               row_advantages, valid_vocab):
-    """One optimizer update on a mini-batch of rows, accumulated over micro-batches; returns (loss, grad norm, stats)."""
+def ppo_update(cfg, policy, rows, run_rows, input_ids, attention_mask, response_mask, loss_mask, signal_mask,
+               old_logp, ref_logp, row_advantages, valid_vocab):
+    """One optimizer update on a mini-batch of rows, accumulated over micro-batches; returns (loss, grad norm, stats).
+
+    rows: the mini-batch (it sets the loss's denominators); run_rows: those of its rows that run forward and
+    backward (all of them, or the ones whose advantage is not 0). clip_frac and approx_kl are over the tokens of
+    signal_mask (rows whose prompt has a nonzero advantage), so they do not depend on the skip.
+    """
     rl, world = cfg.rl, distributed.world_size()
     mask = loss_mask[rows]
     n_rows = len(rows) * world  # the mini-batch's rows on all ranks (each holds as many)
@@ -830,9 +865,12 @@ def ppo_update(cfg, policy, rows, input_ids, attention_mask, response_mask, loss
         denominator = torch.tensor(float(n_rows * cfg.task.max_new_tokens))
     group_size = rl.responses_per_prompt // rl.minibatches  # rows come grouped by prompt
     total_loss, clip_sum, kl_sum, approx_kl_sum = 0.0, 0.0, 0.0, 0.0
-    micros = micro_slices(len(rows), group_size, rl.micro_batch)
+    micros = micro_slices(len(run_rows), group_size, rl.micro_batch)
+    if not micros:  # nothing to run: the gradient is 0, and Adam's step still applies its momentum, as before
+        for param in policy.parameters():
+            param.grad = torch.zeros_like(param) if param.requires_grad else None
     for i, micro in enumerate(micros):
-        part = rows[micro]
+        part = run_rows[micro]
         part_mask = loss_mask[part]
         with distributed.gradient_sync(policy, last_micro_batch=i == len(micros) - 1):
             logp, _ = policy(input_ids[part], attention_mask[part], response_mask[part], temperature=rl.temperature,
@@ -849,14 +887,15 @@ def ppo_update(cfg, policy, rows, input_ids, attention_mask, response_mask, loss
             # DDP and FSDP2 average gradients over ranks: times world, that is the sum, the single-process gradient
             (loss * world).backward()
         total_loss += loss.item()
-        clip_sum += (clipped * part_mask).sum().item()
-        log_ratio = (logp.detach() - old_logp[part]) * part_mask
-        approx_kl_sum += ((torch.exp(log_ratio) - 1 - log_ratio) * part_mask).sum().item()
+        part_signal = signal_mask[part]
+        clip_sum += (clipped * part_signal).sum().item()
+        log_ratio = (logp.detach() - old_logp[part]) * part_signal
+        approx_kl_sum += ((torch.exp(log_ratio) - 1 - log_ratio) * part_signal).sum().item()
     grad_norm = distributed.grad_norm_value(torch.nn.utils.clip_grad_norm_(policy.parameters(), rl.grad_clip))
-    total_loss, clip_sum, kl_sum, approx_kl_sum, n_tokens = distributed.sum_floats(
-        [total_loss, clip_sum, kl_sum, approx_kl_sum, mask.sum().item()])  # over all ranks: the same on each
-    n_tokens = max(n_tokens, 1.0)
-    return total_loss, grad_norm, {"clip_frac": clip_sum / n_tokens, "approx_kl": approx_kl_sum / n_tokens,
+    total_loss, clip_sum, kl_sum, approx_kl_sum, n_signal, n_tokens = distributed.sum_floats(  # over all ranks
+        [total_loss, clip_sum, kl_sum, approx_kl_sum, signal_mask[rows].sum().item(), mask.sum().item()])
+    n_signal, n_tokens = max(n_signal, 1.0), max(n_tokens, 1.0)
+    return total_loss, grad_norm, {"clip_frac": clip_sum / n_signal, "approx_kl": approx_kl_sum / n_signal,
                                    "kl": kl_sum / n_tokens}
 
 
@@ -917,7 +956,8 @@ def train(cfg: Config, log=print) -> dict:
     policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf)), device)
     if reference is not None and distributed.is_sharded(policy):
         reference = distributed.shard(reference)  # forward only, but as large as the policy
-    optimizer = make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay)  # after wrap: FSDP2 swaps in sharded parameters
+    # after wrap: FSDP2 swaps in sharded parameters
+    optimizer = make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay, cfg.rl.adam_beta2)
     start_step, before, after = 0, None, None
     if resume_from:
         state = distributed.load_trainer_state(resume_from, policy, optimizer)
@@ -942,7 +982,7 @@ def train(cfg: Config, log=print) -> dict:
     try:
         for step in progress:
             for group in optimizer.param_groups:  # linear warmup, then constant
-                group["lr"] = cfg.rl.lr * min(1.0, (step + 1) / max(1, cfg.rl.warmup))
+                group["lr"] = rl_lr(cfg.rl, step)
             metrics = rl_step(step, cfg, policy, reference, optimizer, task, tokenizer, device)
             done = step + 1
             if cfg.eval.every and done % cfg.eval.every == 0 and done < cfg.rl.steps:

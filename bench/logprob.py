@@ -158,7 +158,8 @@ def main():
         return worker(args)
 
     import torch
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads or torch.get_num_threads()} threads"
+    threads = args.threads or torch.get_num_threads()
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {threads} threads"
     print(f"torch {torch.__version__}, {where}, {args.dtype}; best of {args.repeats} runs at the Qwen shape, "
           f"{5 * args.repeats} at the small one, after one warm-up; "
           f"load average before: {os.getloadavg()[0]:.1f}")
@@ -174,16 +175,16 @@ def main():
             results[method] = result = run_worker(case, method, args)
             if result is None:
                 continue
-            runs = ", ".join(f"{t:.2f}" for t in result["times"])
+            runs = ", ".join(f"{t:.4f}" for t in result["times"])  # 0.1 ms: GPU runs take tens of ms
             cpu = ", ".join(f"{t:.1f}" for t in result["cpus"])
-            print(f"{case:13s} {method:9s} time {result['time']:7.2f} s (runs {runs}; process CPU s {cpu}; "
+            print(f"{case:13s} {method:9s} time {result['time']:8.4f} s (runs {runs}; process CPU s {cpu}; "
                   f"warm-up {result['warmup']:.1f} s; load {result['load'][0]:.1f} -> {result['load'][1]:.1f})  "
                   f"peak {result['peak'] / MB:.0f} MB, above {result['above'] / MB:.0f} MB", flush=True)
         base = results.get("naive")
         for method, result in results.items():
             if result is None:
                 continue
-            rows.append(f"| {title} | {labels[method]} | {result['time']:.2f} | {ratio(result, base, 'time')} "
+            rows.append(f"| {title} | {labels[method]} | {result['time']:.4f} | {ratio(result, base, 'time')} "
                         f"| {cpu_text(result)} | {ratio(result, base, 'cpu')} "
                         f"| {result['peak'] / MB:.0f} | {ratio(base, result, 'peak')} "
                         f"| {result['above'] / MB:.0f} | {ratio(base, result, 'above')} |")

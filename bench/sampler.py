@@ -1,7 +1,7 @@
 """Benchmark: passk's sampler on a Hugging Face model vs transformers `generate` vs no KV cache.
 
     python bench/sampler.py                      # CPU, a small random Qwen2-shaped model
-    python bench/sampler.py --device cuda --layers 24 --hidden 896 --vocab 151936 --rows 256
+    python bench/sampler.py --device cuda --dtype bfloat16 --layers 24 --hidden 896 --vocab 151936 --prompts 32 --n 8
 
 One random Qwen2-shaped model (no download) and one batch of B prompts of different lengths,
 n responses each, `--new` tokens per response (EOS is masked, so every row runs to the end):

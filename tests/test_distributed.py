@@ -62,7 +62,9 @@ def assert_same_metrics(expected: list[dict], got: list[dict], rel):
     assert [r["step"] for r in got] == [r["step"] for r in expected]  # rank 0 alone writes: no step twice
     for want, have in zip(expected, got):
         for key, value in want.items():
-            if not key.startswith("time/"):
+            # time/*, and the share of rows run: one process skips prompts whose advantages are all 0, ranks
+            # run every row (the same update, a different amount of work)
+            if not key.startswith("time/") and key != "train/updated_rows_frac":
                 assert have[key] == pytest.approx(value, rel=rel, abs=1e-6), (want["step"], key)
 
 

@@ -109,6 +109,19 @@ def test_greedy_sampler_equals_transformers_generate(hf_dirs, name, decode):
     assert len(set(rollout.tokens[rollout.response_mask.bool()].tolist())) > 3  # not one repeated token
 
 
+def test_static_cache_under_bf16_autocast_equals_dynamic(hf_dirs):
+    """model.dtype bfloat16 (CPU autocast here, as on CUDA): RoPE leaves keys float32 while values are bf16,
+    so the static cache must keep each tensor's own dtype (it failed in index_copy_ on an H200)."""
+    outputs = []
+    for decode in ("dynamic", "static"):
+        policy, tokenizer = load(hf_dirs, "qwen", decode=decode, dtype="bfloat16")
+        prompts = [tokenizer.encode_prompt(p) for p in PROMPTS]
+        outputs.append(generate(policy, prompts, n=2, max_new_tokens=8, eos_ids=tokenizer.eos_ids,
+                                pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size, seeds=[0, 1, 2],
+                                temperature=0.0).tokens)
+    assert torch.equal(outputs[0], outputs[1])
+
+
 def test_compiled_decode_step_equals_eager(hf_dirs):
     """decode: compiled (static cache + torch.compile'd one-token step, inductor) gives the eager tokens."""
     prompts_text = PROMPTS[1:]

@@ -135,6 +135,38 @@ def test_a_non_finite_loss_skips_the_update_and_the_run_goes_on(tmp_path, monkey
         assert torch.equal(param, before[name]), name
 
 
+def test_skipping_zero_advantage_prompts_gives_the_same_update(tmp_path, monkeypatch):
+    """rl.skip_zero_advantage leaves prompts whose advantages are all 0 out of the forward/backward: the weights
+    after two steps (one with half the prompts at 0, one with all of them, where only Adam's momentum moves the
+    weights) equal those of running every row; the denominators of every loss_agg are the full mini-batch's."""
+    def half_zero(rewards, *, k):  # [B, N]: a fixed spread of advantages on odd prompts, 0 on even ones
+        spread = torch.linspace(-1, 1, rewards.shape[1]).expand_as(rewards).clone()
+        spread[::2] = 0
+        return spread
+    monkeypatch.setitem(advantage.ESTIMATORS, "half_zero", half_zero)
+    monkeypatch.setitem(advantage.ESTIMATORS, "all_zero", lambda rewards, *, k: torch.zeros_like(rewards))
+    for loss_agg in ("token_mean", "seq_mean", "constant"):
+        weights, fractions, stats = [], [], []
+        for skip in ("true", "false"):
+            cfg = tiny_config(tmp_path, "--sft.steps", "0", "--rl.loss_agg", loss_agg,
+                              "--rl.skip_zero_advantage", skip, "--rl.schedule",
+                              "[{until_step: 1, advantage: half_zero, k: 1}, {until_step: 2, advantage: all_zero, k: 1}]")
+            torch.manual_seed(0)
+            task = train.build_task(cfg)
+            policy, tokenizer = train.build_policy(cfg, torch.device("cpu"))
+            optimizer = train.make_optimizer(policy, 1e-2, 0.0)
+            steps = [train.rl_step(step, cfg, policy, None, optimizer, task, tokenizer, torch.device("cpu"))
+                     for step in (0, 1)]
+            fractions.append([metrics["train/updated_rows_frac"] for metrics in steps])
+            stats.append([metrics[name] for metrics in steps for name in ("train/clip_frac", "train/approx_kl")])
+            weights.append({n: p.detach().clone() for n, p in policy.named_parameters()})
+        assert fractions == [[0.5, 0.0], [1.0, 1.0]], fractions  # the skip happened, and only when asked
+        assert stats[0] == pytest.approx(stats[1], rel=1e-4, abs=1e-9)  # over rows with a signal either way
+        assert stats[0][1] > 0  # approx_kl of the second update of step 0 is not 0: the stats were compared
+        for name in weights[0]:
+            torch.testing.assert_close(weights[0][name], weights[1][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
 def test_schedule_switches_the_estimator_and_logs_the_phase(tmp_path):
     cfg = tiny_config(tmp_path, "--rl.schedule",
                       "[{until_step: 2, advantage: passk_analytic, k: 2}, {until_step: 4, advantage: grpo, k: 1}]",
