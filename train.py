@@ -671,22 +671,22 @@ def sft_step(policy, optimizer, problems, tokenizer, cfg: Config, device) -> flo
     return loss_sum
 
 
-def warmup_cosine(peak: float, step: int, warmup: int, steps: int) -> float:
-    """Linear warmup to `peak`, then cosine decay to 10 % of it at `steps`."""
+def scheduled_lr(peak: float, step: int, warmup: int, steps: int, cosine: bool) -> float:
+    """Linear warmup to `peak`, then `peak` (constant) or a cosine decay to 10 % of it at `steps`."""
     if step < warmup:
         return peak * (step + 1) / warmup
+    if not cosine:
+        return peak
     progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def sft_lr(sft: SFTConfig, step: int) -> float:
-    return warmup_cosine(sft.lr, step, sft.warmup, sft.steps)
+    return scheduled_lr(sft.lr, step, sft.warmup, sft.steps, cosine=True)
 
 
 def rl_lr(rl: RLConfig, step: int) -> float:
-    if rl.lr_schedule == "cosine":
-        return warmup_cosine(rl.lr, step, rl.warmup, rl.steps)
-    return rl.lr * min(1.0, (step + 1) / max(1, rl.warmup))
+    return scheduled_lr(rl.lr, step, rl.warmup, rl.steps, cosine=rl.lr_schedule == "cosine")
 
 
 def right_pad(sequences: list[list[int]], pad_id: int, device):
@@ -777,7 +777,8 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     # gradient: with no KL term, its rows are left out of the update's forward and backward (the loss keeps its
     # denominators, so the gradient is the same). Under torchrun every rank runs all its rows (same collectives).
     skip_zero = rl.skip_zero_advantage and reference is None and distributed.world_size() == 1
-    has_signal = ~(advantages[first:first + b] == 0).all(1).cpu()  # [b]
+    zero_prompts = (advantages == 0).all(1)  # [B]
+    has_signal = ~zero_prompts[first:first + b].cpu()  # [b]
     active = has_signal if skip_zero else torch.ones(b, dtype=torch.bool)  # [b] prompts whose rows run
     signal_mask = loss_mask * has_signal.to(device).repeat_interleave(N)[:, None]  # [b*N, L]: clip_frac, approx_kl
 
@@ -822,7 +823,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         "train/kl_ref": mean(stats["kl"]),
         "train/grad_norm": mean(stats["grad_norm"]),
         "train/skipped_updates": skipped,
-        "train/zero_adv_frac": (advantages.abs().amax(1) == 0).float().mean().item(),
+        "train/zero_adv_frac": zero_prompts.float().mean().item(),
         "train/updated_rows_frac": active.float().mean().item(),
         "train/adv_abs": advantages.abs().mean().item(),
         "train/resp_len": (tokens / (B * N)).item(),
@@ -981,7 +982,7 @@ def train(cfg: Config, log=print) -> dict:
     progress = _progress(range(start_step, cfg.rl.steps), cfg.run.progress and main_rank)
     try:
         for step in progress:
-            for group in optimizer.param_groups:  # linear warmup, then constant
+            for group in optimizer.param_groups:  # rl.warmup, then rl.lr_schedule
                 group["lr"] = rl_lr(cfg.rl, step)
             metrics = rl_step(step, cfg, policy, reference, optimizer, task, tokenizer, device)
             done = step + 1
