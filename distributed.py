@@ -23,7 +23,7 @@ Two wrappers, chosen by `run.distributed`:
   per rollout. Gathering costs the bf16 weights in memory for the rollout's duration; gradients
   and optimizer state, most of the memory, stay sharded.
 
-Checkpoints keep DESIGN.md's layout. DDP: rank 0 writes it as a single process would, with every
+Checkpoints keep the layout of docs/design.md. DDP: rank 0 writes it as a single process would, with every
 rank's RNG state in trainer.pt. FSDP2: every rank writes its shard of the weights and AdamW state
 with torch.distributed.checkpoint into ckpt_<step>/shards/, rank 0 adds a consolidated
 save_pretrained export (loadable by transformers, eval.py and model.init), and renames the
@@ -218,7 +218,7 @@ def grad_norm_value(norm) -> float:
 # ----------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, config: dict, keep: int) -> str:
-    """runs/<name>/ckpt_<step>/ as DESIGN.md lays it out, written by one rank (DDP) or all (FSDP2).
+    """runs/<name>/ckpt_<step>/ as docs/design.md lays it out, written by one rank (DDP) or all (FSDP2).
 
     trainer_state holds this rank's "rng"; with several ranks trainer.pt holds the list of all ranks'.
     """

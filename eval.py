@@ -8,6 +8,7 @@ of n-c+1..n terms (no huge binomials, stable for n in the thousands).
     python eval.py --ckpt runs/maze/latest --n 32 --problems 512
     python eval.py --ckpt runs/study/pass1_s0 runs/study/pass1_s1 runs/study/pass1_s2   # over seeds
     python eval.py --plot runs/maze                      # redraw curves.png and passk.png
+    python eval.py --plot runs/maze runs/maze_pass1      # both runs on one figure: runs/compare_maze_vs_maze_pass1.png
     python eval.py --model Qwen/Qwen2.5-0.5B-Instruct --chat --data data/math_sample.jsonl --n 32
     python eval.py --ckpt runs/math_qwen05b --data math_test.jsonl --n 32 --top-p 0.95
 
@@ -133,6 +134,51 @@ def plot_run(run_dir):
         fig.tight_layout()
         fig.savefig(os.path.join(run_dir, "passk.png"), dpi=110)
         plt.close(fig)
+
+
+def run_label(run_dir) -> str:
+    """'<run name>: <advantage> k=<k>' from the run's config.yaml (each phase of a schedule, joined by ->)."""
+    import yaml
+
+    with open(os.path.join(run_dir, "config.yaml")) as f:
+        rl = (yaml.safe_load(f) or {}).get("rl", {})
+    phases = rl.get("schedule") or [{"advantage": rl.get("advantage"), "k": rl.get("k")}]
+    recipe = " -> ".join(f"{p['advantage']} k={p['k']}" for p in phases)
+    return f"{os.path.basename(os.path.normpath(run_dir))}: {recipe}"
+
+
+def plot_runs(run_dirs, path):
+    """One figure for several runs: held-out pass@1 and pass@(largest k) over steps, pass@k against k at the end."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for index, run_dir in enumerate(run_dirs):
+        color, label = plt.cm.tab10(index % 10), run_label(run_dir)
+        evals = [r for r in read_metrics(run_dir) if any(key.startswith("eval/pass@") for key in r)]
+        if not evals:
+            raise ValueError(f"{run_dir}: no held-out evaluation in metrics.jsonl yet")
+        ks = sorted({int(key.split("@")[1]) for r in evals for key in r if key.startswith("eval/pass@")})
+        steps = [r["step"] for r in evals]
+        left.plot(steps, [r.get("eval/pass@1") for r in evals], marker="o", color=color, label=f"{label}, pass@1")
+        left.plot(steps, [r.get(f"eval/pass@{ks[-1]}") for r in evals], marker="s", ls="--", color=color,
+                  label=f"{label}, pass@{ks[-1]}")
+        right.plot(ks, [evals[-1].get(f"eval/pass@{k}") for k in ks], marker="o", color=color,
+                   label=f"{label} (step {steps[-1]})")
+        if index == 0 and steps[0] == 0:
+            right.plot(ks, [evals[0].get(f"eval/pass@{k}") for k in ks], marker=".", ls=":", color="gray",
+                       label=f"{os.path.basename(os.path.normpath(run_dir))} before RL (step 0)")
+    left.set(xlabel="RL step", ylabel="held-out pass@k", title="held-out pass@k over training", ylim=(0, 1))
+    right.set_xscale("log", base=2)
+    right.set(xlabel="k", ylabel="held-out pass@k", title="pass@k against k, last evaluation", ylim=(0, 1))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # ----------------------------------------------------------------------------- pass@k with intervals
@@ -261,7 +307,9 @@ def main(argv=None):
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", metavar="RUN_DIR", help="redraw a run's plots from its metrics.jsonl")
+    parser.add_argument("--plot", metavar="RUN_DIR", nargs="+",
+                        help="one run: redraw its plots from metrics.jsonl; several: one figure comparing them "
+                             "(runs/compare_<A>_vs_<B>.png beside the first run, or --out)")
     hf = parser.add_argument_group("with --model / --data")
     hf.add_argument("--chat", action="store_true", help="--model: format prompts with the chat template")
     hf.add_argument("--system-prompt", default="", help="--model --chat: system message")
@@ -272,11 +320,22 @@ def main(argv=None):
     hf.add_argument("--batch", type=int, default=64, help="prompts per sampling batch (n responses each)")
     hf.add_argument("--device", default="auto")
     hf.add_argument("--decode", default="dynamic", help="--model: sampler cache, dynamic, static or compiled")
-    hf.add_argument("--out", help="where passk.md/.json/_curve.png go (default runs/eval/<model or checkpoint>)")
+    hf.add_argument("--out", help="where passk.md/.json/_curve.png go (default runs/eval/<model or checkpoint>); "
+                    "with --plot of several runs, the figure's path")
     args = parser.parse_args(argv)
     if args.plot:
-        plot_run(args.plot)
-        print(f"wrote {args.plot}/curves.png and passk.png")
+        if len(args.plot) == 1:
+            plot_run(args.plot[0])
+            print(f"wrote {args.plot[0]}/curves.png and passk.png")
+            return
+        names = [os.path.basename(os.path.normpath(run)) for run in args.plot]
+        path = args.out or os.path.join(os.path.dirname(os.path.normpath(args.plot[0])),
+                                        "compare_" + "_vs_".join(names) + ".png")
+        try:
+            plot_runs(args.plot, path)
+        except (OSError, ValueError) as err:
+            sys.exit(f"error: {err}")
+        print(f"wrote {path}")
         return
     if bool(args.ckpt) == bool(args.model):
         parser.error("give one of --ckpt or --model (or --plot)")

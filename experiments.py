@@ -6,7 +6,7 @@
     python experiments.py --config configs/tiny.yaml --arms pass1,passk_analytic --seeds 1 --steps 2 \\
         --eval-problems 4 --eval-samples 8 --out /tmp/study --results /tmp/study/RESULTS.md
 
-The study (Chen et al. 2025, arXiv 2508.10751; the claims are numbered as in issue 8):
+The study (Chen et al. 2025, arXiv 2508.10751; the claims are the numbered CLAIMS below):
 1. Warm start once: train.py's own `warm_start` on the config (cached in <out>/../_warmstart/,
    with --run.threads threads), or --model.init CKPT. Every arm and seed starts RL from that one
    checkpoint, so the seed interval measures RL's variability, not the warm start's.

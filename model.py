@@ -21,7 +21,7 @@ weights with bf16 autocast compute, and the log-prob forward from the base model
 states and the LM head's weight. Left out: models whose head has a bias, a logit scale or soft-capping,
 sliding-window layers in the static cache, tensor parallelism.
 
-Checkpoints follow DESIGN.md: runs/<name>/ckpt_<step>/ holds the weights
+Checkpoints (docs/design.md): runs/<name>/ckpt_<step>/ holds the weights
 (model.safetensors; for HF models a save_pretrained folder with the tokenizer),
 trainer.pt (optimizer, step, RNG) and config.yaml; each is written under a temporary
 name and renamed when complete; runs/<name>/latest names the newest.
@@ -339,6 +339,11 @@ def list_checkpoints(run_dir) -> list[str]:
         return []
     steps = [int(n[5:]) for n in os.listdir(run_dir) if n.startswith("ckpt_") and n[5:].isdigit()]
     return [os.path.join(run_dir, f"ckpt_{s}") for s in sorted(steps)]
+
+
+def holds_run(run_dir) -> bool:
+    """A run directory holds a run when it has a `latest` pointer or a ckpt_* directory."""
+    return os.path.exists(os.path.join(run_dir, "latest")) or bool(list_checkpoints(run_dir))
 
 
 def latest_checkpoint(run_dir):

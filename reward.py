@@ -1,4 +1,4 @@
-"""Verifiers: the binary rewards of RLVR (PAPER.md, "Setting": 1 correct, 0 wrong).
+"""Verifiers: the binary rewards of RLVR (1 correct, 0 wrong; docs/paper.md).
 
 - `maze_reward(response, maze)`: do the moves in the last <answer>...</answer> walk from S to E
   (the paper's Maze task)?

@@ -10,7 +10,7 @@ Stage 1, warm start: supervised training on the task's demonstrations (BFS paths
 mazes), cached under a key of its own config in runs/_warmstart/, so that later runs
 (other advantages, other seeds) reuse it; skipped when `model.init` names a checkpoint.
 
-Stage 2, RL. One step, in the order of DESIGN.md:
+Stage 2, RL. One step, as docs/design.md draws it:
   1. sample B prompts, N responses each (rollout.py: KV cache, seed per prompt)
   2. score them (reward.py) -> rewards [B, N]
   3. recompute old log-probs and per-token entropy with the training path, no grad
@@ -751,7 +751,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     rewards = torch.tensor(reward.score_batch(task.name, texts, golds, **reward_options(cfg)),
                            dtype=torch.float32, device=device).view(b, N)
 
-    # 3. old log-probs and entropy with the training path (never the sampler's: see DESIGN.md)
+    # 3. old log-probs and entropy with the training path (never the sampler's: docs/design.md, Contracts)
     row_prompts = [p for p in prompts for _ in range(N)]
     input_ids, attention_mask = sequences_batch(row_prompts, rollout.tokens, rollout.response_mask, tokenizer.pad_id)
     response_mask = rollout.response_mask  # [B*N, L]
@@ -914,6 +914,8 @@ def summary_table(before: dict, after: dict, ks) -> str:
     columns = [f"pass@{k}" for k in ks] + ["greedy"]
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, metrics in (("before RL", before), ("after RL", after)):
+        if not metrics:  # eval.before: false
+            continue
         lines.append(f"| {label} | " + " | ".join(f"{100 * metrics.get('eval/' + c, float('nan')):.1f}"
                                                    for c in columns) + " |")
     return "\n".join(lines)
@@ -933,6 +935,9 @@ def train(cfg: Config, log=print) -> dict:
     torch.manual_seed(cfg.run.seed)
     random.seed(cfg.run.seed)
     run_dir = os.path.join(cfg.run.out_dir, cfg.run.name)
+    if not cfg.run.resume and models.holds_run(run_dir):  # never overwrite an earlier run's checkpoints
+        raise ConfigError(f"{run_dir} already holds a run: add --resume to continue it, or give this run "
+                          f"its own --run.name")
     os.makedirs(run_dir, exist_ok=True)
     if main_rank:
         with open(os.path.join(run_dir, "config.yaml"), "w") as f:

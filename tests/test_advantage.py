@@ -2,7 +2,7 @@
 
 References: all C(N, k) groups enumerated with itertools.combinations (passk_analytic, pkpo),
 loops over the definition (passk_full), Monte Carlo convergence (passk_bootstrap), the paper's
-hand-checked values and identities (PAPER.md), and the error contract.
+hand-checked values and identities (docs/paper.md), and the error contract.
 """
 import inspect
 import itertools
@@ -74,7 +74,7 @@ def test_analytic_with_k1_is_grpo():
 
 
 def test_analytic_equals_pkpo_identity():
-    # PAPER.md: A_i = (N/k) (s_i - mean s) / sigma_group; pkpo(baseline=False) returns (N/k) s
+    # docs/paper.md: A_i = (N/k) (s_i - mean s) / sigma_group; pkpo(baseline=False) returns (N/k) s
     for n, k in [(8, 4), (12, 3), (32, 4), (32, 16)]:
         rewards = rows_every_n_pos(n, seed=k).double()
         scaled_s = pkpo(rewards, k=k, baseline=False)
@@ -185,7 +185,7 @@ def test_pkpo_k1_uses_leave_one_out():
 
 
 def test_pkpo_binary_matches_paper_closed_form():
-    # PAPER.md: s_i = k/N correct, (k/N) rho(N-1, c, k-1) wrong; rho(n, c, k) = 1 - C(n-c, k)/C(n, k).
+    # PKPO's binary weights: s_i = k/N correct, (k/N) rho(N-1, c, k-1) wrong; rho(n, c, k) = 1 - C(n-c, k)/C(n, k).
     # loo-1 subtracts (k/N) rho(N-1, c_without_i, k-1). pkpo returns N/k times the weights.
     def rho(n, c, k):
         return 1 - math.comb(n - c, k) / math.comb(n, k)

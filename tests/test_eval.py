@@ -1,10 +1,17 @@
-"""pass@k: the unbiased estimator against brute-force enumeration of all k-subsets."""
+"""pass@k: the unbiased estimator against brute-force enumeration of all k-subsets; plots of several runs."""
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
+import eval as evaluation
 from eval import pass_at_k, powers_of_two
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 8])
@@ -34,3 +41,22 @@ def test_pass_at_k_rejects_impossible_arguments():
 def test_powers_of_two():
     assert powers_of_two(16) == [1, 2, 4, 8, 16]
     assert powers_of_two(24) == [1, 2, 4, 8, 16, 24]
+
+
+def test_plot_of_several_runs_draws_one_figure_labelled_by_advantage_and_k(tmp_path):
+    for name, rl in (("a", "rl: {advantage: passk_analytic, k: 4}\n"),
+                     ("b", "rl: {schedule: [{until_step: 2, advantage: passk_analytic, k: 4}, "
+                           "{until_step: 4, advantage: grpo, k: 1}]}\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(rl)
+        rows = [{"step": s, "eval/pass@1": 0.1 * s, "eval/pass@2": 0.15 * s} for s in (0, 2, 4)]
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert evaluation.run_label(tmp_path / "b") == "b: passk_analytic k=4 -> grpo k=1"
+    result = subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), "--plot", str(tmp_path / "a"),
+                             str(tmp_path / "b")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    figure = tmp_path / "compare_a_vs_b.png"
+    assert figure.stat().st_size > 0 and str(figure) in result.stdout
+    missing = subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), "--plot", str(tmp_path / "a"),
+                              str(tmp_path / "nope")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr

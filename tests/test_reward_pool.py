@@ -19,7 +19,12 @@ def fresh_pool():
     reward.shutdown_pool()
 
 
-def hostile_answers(sentinel):
+SENTINEL = "executed"  # created in the working directory if any answer ever ran
+
+
+def hostile_answers(sentinel=SENTINEL):
+    # the sentinel is a relative name without digits: a path such as /tmp/pytest-1/... would put a number
+    # into the text, and "the last number" extraction would then compare it with the gold
     run = f"__import__('os').system('touch {sentinel}')"
     return [
         "\\boxed{" + "{" * 100_000 + "1" + "}" * 100_000 + "}",       # deep braces
@@ -50,18 +55,21 @@ def hostile_answers(sentinel):
     ]
 
 
-def test_hostile_answers_score_zero_in_the_pool(tmp_path):
-    sentinel = tmp_path / "executed"
-    answers = hostile_answers(sentinel)
+def test_hostile_answers_score_zero_in_the_pool(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    reward.shutdown_pool()  # workers started from here: they share this working directory
+    sentinel = tmp_path / SENTINEL
+    answers = hostile_answers()
     scores = reward.score_batch("math", answers, ["1"] * len(answers), workers=2, timeout_s=10.0)
     assert scores == [0.0] * len(answers)
     assert not sentinel.exists()
 
 
-def test_hostile_answers_are_refused_by_the_bounds_without_the_pool(tmp_path):
+def test_hostile_answers_are_refused_by_the_bounds_without_the_pool(tmp_path, monkeypatch):
     # In-process, with no time limit at all: every one returns (quickly) and is not equal.
-    sentinel = tmp_path / "executed"
-    for answer in hostile_answers(sentinel):
+    monkeypatch.chdir(tmp_path)
+    sentinel = tmp_path / SENTINEL
+    for answer in hostile_answers():
         assert reward.verify("1", answer) is False
     assert not sentinel.exists()
 
