@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-import model as models
+import checkpoint
 
 SHARDS = "shards"  # the torch.distributed.checkpoint folder inside an FSDP2 checkpoint
 MODES = ("auto", "ddp", "fsdp")
@@ -224,8 +224,8 @@ def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, 
     """
     final = os.path.join(run_dir, f"ckpt_{step}")
     if world_size() == 1:
-        return models.save_checkpoint(run_dir, step, policy, {**trainer_state, "optimizer": optimizer.state_dict()},
-                                      config, keep=keep)
+        return checkpoint.save_checkpoint(run_dir, step, policy, {**trainer_state, "optimizer": optimizer.state_dict()},
+                                          config, keep=keep)
     trainer_state = {**trainer_state, "rng": gather_lists([trainer_state["rng"]])}
     if is_sharded(policy):
         from torch.distributed import checkpoint as dcp
@@ -240,10 +240,10 @@ def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, 
         dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=os.path.join(temp, SHARDS))
         export_pretrained(policy, temp)
         if is_main():
-            models.save_checkpoint(run_dir, step, None, trainer_state, config, keep=keep, temp=temp)
+            checkpoint.save_checkpoint(run_dir, step, None, trainer_state, config, keep=keep, temp=temp)
     elif is_main():
-        models.save_checkpoint(run_dir, step, unwrap(policy), {**trainer_state, "optimizer": optimizer.state_dict()},
-                               config, keep=keep)
+        checkpoint.save_checkpoint(run_dir, step, unwrap(policy),
+                                   {**trainer_state, "optimizer": optimizer.state_dict()}, config, keep=keep)
     barrier()  # no rank goes on (and may read `latest`) before the checkpoint is complete
     return final
 
@@ -263,13 +263,13 @@ def export_pretrained(policy, directory):
             policy.hf_tokenizer.save_pretrained(directory)
 
 
-def load_trainer_state(checkpoint, policy, optimizer) -> dict:
+def load_trainer_state(directory, policy, optimizer) -> dict:
     """trainer.pt of a checkpoint, with the optimizer (and, from FSDP2 shards, the weights) loaded.
 
     Returns the state with "rng" set to this rank's. Shards load at any number of ranks (resharded).
     """
-    state = torch.load(os.path.join(checkpoint, "trainer.pt"), weights_only=False)
-    shards = os.path.join(checkpoint, SHARDS)
+    state = torch.load(os.path.join(directory, "trainer.pt"), weights_only=False)
+    shards = os.path.join(directory, SHARDS)
     if os.path.isdir(shards):
         from torch.distributed import checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -278,7 +278,7 @@ def load_trainer_state(checkpoint, policy, optimizer) -> dict:
         dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=shards)
         set_state_dict(policy, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
     elif is_sharded(policy):
-        raise ValueError(f"{checkpoint} holds a whole optimizer state (a DDP or single-process run), "
+        raise ValueError(f"{directory} holds a whole optimizer state (a DDP or single-process run), "
                          f"not FSDP2 shards: resume it with run.distributed: ddp")
     else:
         optimizer.load_state_dict(state["optimizer"])

@@ -25,9 +25,14 @@ import os
 import sys
 
 import torch
+import yaml
 
+import config
 import distributed
 import reward
+import tasks
+from checkpoint import resolve_checkpoint
+from hf_policy import load_hf
 from rollout import combine_seeds, generate
 
 
@@ -138,8 +143,6 @@ def plot_run(run_dir):
 
 def run_label(run_dir) -> str:
     """'<run name>: <advantage> k=<k>' from the run's config.yaml (each phase of a schedule, joined by ->)."""
-    import yaml
-
     with open(os.path.join(run_dir, "config.yaml")) as f:
         rl = (yaml.safe_load(f) or {}).get("rl", {})
     phases = rl.get("schedule") or [{"advantage": rl.get("advantage"), "k": rl.get("k")}]
@@ -355,15 +358,14 @@ def evaluate_checkpoints_cli(args):
     One checkpoint: a bootstrap over problems. Several (the seeds of one recipe): the mean over them and
     a t-interval over seeds; each uses its own run's held-out set (it depends on the run seed).
     """
-    import train
     runs = []
     for ckpt in args.ckpt:
         try:
-            cfg, policy, tokenizer, task = train.load_for_eval(ckpt)
-        except train.ConfigError as err:
+            cfg, policy, tokenizer, task = config.load_for_eval(ckpt)
+        except config.ConfigError as err:
             sys.exit(f"error: {err}")
         problems = task.heldout[:args.problems or None]
-        options = dict(max_new_tokens=cfg.task.max_new_tokens, reward_options=train.reward_options(cfg))
+        options = dict(max_new_tokens=cfg.task.max_new_tokens, reward_options=config.reward_options(cfg))
         correct, entropy, length = sample_and_score(policy, tokenizer, problems, task.name, n=args.n,
                                                     temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                                                     **options)
@@ -394,24 +396,20 @@ def evaluate_checkpoints_cli(args):
 
 def evaluate_math_cli(args):
     """A Hugging Face model (or a checkpoint) on a math file: pass@k for k = 1..n with intervals, table and plot."""
-    import model as models
-    import tasks
-    import train
-
     try:
         if args.ckpt:
-            cfg, policy, tokenizer, _ = train.load_for_eval(args.ckpt)
-            task_cfg, name, options = cfg.task, os.path.basename(train.resolve_checkpoint(args.ckpt)), \
-                train.reward_options(cfg)
+            cfg, policy, tokenizer, _ = config.load_for_eval(args.ckpt)
+            task_cfg, name, options = cfg.task, os.path.basename(resolve_checkpoint(args.ckpt)), \
+                config.reward_options(cfg)
         else:
-            policy, tokenizer = models.load_hf(args.model, models.pick_device(args.device), chat=args.chat,
-                                               system_prompt=args.system_prompt, decode=args.decode)
-            task_cfg, options = train.TaskConfig(max_new_tokens=1024), {}
+            policy, tokenizer = load_hf(args.model, config.pick_device(args.device), chat=args.chat,
+                                        system_prompt=args.system_prompt, decode=args.decode)
+            task_cfg, options = config.TaskConfig(max_new_tokens=1024), {}
             name = os.path.basename(args.model.rstrip("/"))
         problems = tasks.load_math_problems(args.data, args.template or task_cfg.template,
                                             args.prompt_field or task_cfg.prompt_field,
                                             args.answer_field or task_cfg.answer_field)[:args.problems or None]
-    except ValueError as err:  # train.ConfigError too: a missing model, file or field, in one line
+    except ValueError as err:  # config.ConfigError too: a missing model, file or field, in one line
         sys.exit(f"error: {err}")
     correct, entropy, length = sample_and_score(
         policy, tokenizer, problems, "math", n=args.n, max_new_tokens=args.max_new_tokens or task_cfg.max_new_tokens,

@@ -39,7 +39,6 @@ tested at once (each verdict stands alone; with 3 seeds only large effects can s
 """
 import argparse
 import concurrent.futures
-import hashlib
 import json
 import math
 import os
@@ -52,11 +51,12 @@ import time
 
 import torch
 
-import advantage
 import eval as evaluation
-import model as models
 import tasks
 import train
+from checkpoint import latest_checkpoint, resolve_checkpoint, write_atomic
+from config import ConfigError, build_policy, build_task, load_for_eval, parse_args, pick_device
+from study_report import EVAL_FILE, mean_pass_at_k, write_report
 
 # ----------------------------------------------------------------------------- the study's knobs
 # Sizing, from single-thread CPU seconds of one run on configs/maze.yaml (B = 32 prompts, N = 16; a
@@ -80,8 +80,6 @@ TRAIN_EVAL_EVERY = 10   # in-training held-out pass@1 (train.py's eval) every th
 TRAIN_EVAL_PROBLEMS = 64
 TRAIN_EVAL_SAMPLES = 4
 CHECKPOINT_EVERY = 10   # RL steps between checkpoints: what an interrupted run loses at most
-TABLE_KS = (1, 2, 4, 8, 16, 32)
-LEVEL = 0.95            # every interval in the report
 
 CORE_ARMS = ("pass1", "passk_full", "passk_bootstrap", "passk_analytic", "passk_then_pass1")
 EXTENDED_ARMS = ("passk_combined", "entropy_adaptive", *(f"passk_analytic_k{k}" for k in EXTENDED_KS))
@@ -117,8 +115,6 @@ CLAIMS = [
      [("passk_combined", "passk_analytic", f"in_dist/pass@{K}"),
       ("entropy_adaptive", "passk_analytic", f"in_dist/pass@{K}")]),
 ]
-TRAIN_METRICS = ("train/reward", "train/entropy", "train/wrong_distinct_frac", "train/all_agree_frac")
-SECOND_HALF_METRICS = ("train/entropy", "train/wrong_distinct_frac", "train/all_agree_frac")
 
 # keys the runner sets for every run; the option that sets them instead
 RUNNER_KEYS = {"rl.steps": "--steps", "rl.responses_per_prompt": "N_RESPONSES in experiments.py",
@@ -126,7 +122,7 @@ RUNNER_KEYS = {"rl.steps": "--steps", "rl.responses_per_prompt": "N_RESPONSES in
                "run.name": "--arms", "run.out_dir": "--out", "run.resume": "the runner"}
 WARM_START_ONLY = ("run.threads",)  # the warm start's threads (0 = torch's default); every run uses one
 REPO = os.path.dirname(os.path.abspath(__file__))
-EVAL_FILE, JOB_FILE = "study_eval.json", "study_job.json"
+JOB_FILE = "study_job.json"
 
 
 class StudyError(ValueError):
@@ -189,32 +185,25 @@ def run_overrides(overrides: list[str]) -> list[str]:
 def warm_start_checkpoint(cfg, log=print) -> str:
     """The one checkpoint every arm starts from: model.init if given, else train.py's cached warm start."""
     if cfg.model.init:
-        return os.path.abspath(train.resolve_checkpoint(cfg.model.init))
+        return os.path.abspath(resolve_checkpoint(cfg.model.init))
     if cfg.sft.steps <= 0:
         raise StudyError("the study starts every arm from one warm-start checkpoint: set sft.steps > 0 or model.init")
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    device = models.pick_device(cfg.run.device)
+    device = pick_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
-    policy, tokenizer = train.build_policy(cfg, device)
-    return os.path.abspath(train.warm_start(cfg, policy, tokenizer, train.build_task(cfg), device, log))
+    policy, tokenizer = build_policy(cfg, device)
+    return os.path.abspath(train.warm_start(cfg, policy, tokenizer, build_task(cfg), device, log))
 
 
 def checkpoint_step(run_dir: str) -> int:
-    latest = models.latest_checkpoint(run_dir)
+    latest = latest_checkpoint(run_dir)
     return int(os.path.basename(latest).split("_")[1]) if latest else -1
 
 
 def training_finished(run_dir: str, steps: int) -> bool:
     """train.py writes summary.md after its last checkpoint: both there means the run is complete."""
     return checkpoint_step(run_dir) >= steps and os.path.exists(os.path.join(run_dir, "summary.md"))
-
-
-def write_json_atomic(path: str, value):
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w") as f:
-        json.dump(value, f)
-    os.replace(temp, path)
 
 
 def claim_job(run_dir: str, key: dict):
@@ -233,7 +222,7 @@ def claim_job(run_dir: str, key: dict):
         raise StudyError(f"{run_dir} exists but is not a run of this study ({JOB_FILE} missing); "
                          f"use another --out or delete it")
     os.makedirs(run_dir, exist_ok=True)
-    write_json_atomic(path, key)
+    write_atomic(path, json.dumps(key))
 
 
 def _as_dict(key: dict) -> dict:
@@ -271,7 +260,7 @@ def heldout_sets(cfg, n_problems: int) -> dict:
     """
     check_eval_settings(cfg, n_problems)
     t = cfg.task
-    base = train.build_task(cfg)  # task.seed's held-out set: every run's SFT and RL streams skip it
+    base = build_task(cfg)  # task.seed's held-out set: every run's SFT and RL streams skip it
     size = larger_size(t.max_size)
     larger = tasks.SyntheticTask("maze", tasks.maze_maker(size, size, t.loop_frac), t.seed, n_problems)
     budget = math.ceil(t.max_new_tokens * maze_answer_bound(size) / maze_answer_bound(t.max_size))
@@ -283,7 +272,7 @@ def heldout_sets(cfg, n_problems: int) -> dict:
 
 def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed: int) -> dict:
     """Correct counts of n_samples samples per held-out maze, both sets, at the paper's temperature and top-p."""
-    cfg, policy, tokenizer, _ = train.load_for_eval(run_dir)
+    cfg, policy, tokenizer, _ = load_for_eval(run_dir)
     result = {"run": os.path.basename(os.path.normpath(run_dir)), "seed": cfg.run.seed, "steps": cfg.rl.steps,
               "n_samples": n_samples, "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P,
               "heldout_seed": heldout_seed, "sets": {}}
@@ -302,7 +291,7 @@ def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed:
 
 def run_job(run_dir: str, args: list[str], *, n_problems: int, n_samples: int, heldout_seed: int):
     """The job subprocess: train (or finish training) the run, then evaluate it and write study_eval.json."""
-    cfg, _ = train.parse_args(args)
+    cfg, _ = parse_args(args)
     wall, cpu = time.time(), time.process_time()
     if not training_finished(run_dir, cfg.rl.steps):
         try:
@@ -313,7 +302,7 @@ def run_job(run_dir: str, args: list[str], *, n_problems: int, n_samples: int, h
     result = evaluate_run(run_dir, n_problems=n_problems, n_samples=n_samples, heldout_seed=heldout_seed)
     result["seconds"] = {"train_wall": train_wall, "train_cpu": train_cpu, "eval_wall": time.time() - wall - train_wall,
                          "eval_cpu": time.process_time() - cpu - train_cpu}
-    write_json_atomic(os.path.join(run_dir, EVAL_FILE), result)
+    write_atomic(os.path.join(run_dir, EVAL_FILE), json.dumps(result))
     print(f"evaluated {run_dir}: " + ", ".join(
         f"{name} pass@1 {mean_pass_at_k(s['correct'], n_samples, 1):.3f}" for name, s in result["sets"].items()))
 
@@ -355,7 +344,7 @@ def run_sweep(jobs: list[dict], parallel: int, log=print) -> list[str]:
 def plan(args, overrides: list[str]) -> tuple:
     """(config path, base config, study defaults, run overrides, arms): all checked before any work starts."""
     config = os.path.abspath(args.config)
-    base, _ = train.parse_args(["--config", config, *overrides])
+    base, _ = parse_args(["--config", config, *overrides])
     overrides = run_overrides(overrides)
     base_defaults = study_defaults(base)
     arms = args.arms.split(",") if args.arms else [*CORE_ARMS, *(EXTENDED_ARMS if args.extended else ())]
@@ -372,7 +361,7 @@ def plan(args, overrides: list[str]) -> tuple:
     if args.eval_samples < 1:
         raise StudyError(f"--eval-samples {args.eval_samples} must be at least 1")
     for arm in arms:  # each arm's runs as train.py will read them (no start yet): errors before the warm start
-        train.parse_args(train_args(config, base_defaults, overrides, "", arm, 0, args.steps, args.out))
+        parse_args(train_args(config, base_defaults, overrides, "", arm, 0, args.steps, args.out))
     return config, base, base_defaults, overrides, arms
 
 
@@ -390,324 +379,13 @@ def make_jobs(args, config, base, defaults, overrides, arms, init) -> tuple[list
             claim_job(run_dir, {"train_args": args_, "eval": eval_key})
             if os.path.exists(os.path.join(run_dir, EVAL_FILE)):
                 continue
-            resume = ["--resume"] if models.latest_checkpoint(run_dir) else []
+            resume = ["--resume"] if latest_checkpoint(run_dir) else []
             command = [sys.executable, os.path.join(REPO, "experiments.py"), "--job", run_dir,
                        "--eval-problems", str(args.eval_problems), "--eval-samples", str(args.eval_samples),
                        "--heldout-seed", str(base.run.seed), "--", *args_, *resume]
             jobs.append({"name": run_name(arm, seed), "run_dir": run_dir, "train_args": args_ + resume,
                          "command": command, "log": os.path.join(run_dir, "job.log")})
     return jobs, run_dirs
-
-
-# ----------------------------------------------------------------------------- numbers
-
-def mean_pass_at_k(correct: list[int], n: int, k: int) -> float:
-    return sum(evaluation.pass_at_k(n, c, k) for c in correct) / len(correct)
-
-
-def run_numbers(run_dir: str) -> dict:
-    """One run's scalars: {in_dist,larger}/pass@k for k = 1..n, the train/* summaries, and its curves."""
-    with open(os.path.join(run_dir, EVAL_FILE)) as f:
-        result = json.load(f)
-    rows = evaluation.read_metrics(run_dir)
-    n = result["n_samples"]
-    numbers = {"seed": result["seed"], "result": result, "rows": rows}
-    for name, chosen in result["sets"].items():
-        for k in range(1, n + 1):
-            numbers[f"{name}/pass@{k}"] = mean_pass_at_k(chosen["correct"], n, k)
-    train_rows = [r for r in rows if "train/reward" in r]
-    for metric in TRAIN_METRICS:
-        kept = train_rows[len(train_rows) // 2:] if metric in SECOND_HALF_METRICS else train_rows
-        values = [r[metric] for r in kept if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
-        numbers[metric] = sum(values) / len(values) if values else float("nan")
-    return numbers
-
-
-def judge(parts: list[dict]) -> str:
-    """The verdict rule: each part's 95 % Welch interval of mean(better) - mean(worse) over seeds.
-
-    A part confirms when its interval lies above 0, refutes when it lies below 0, and cannot tell
-    when it holds 0 or cannot be computed (an arm not run, fewer than 2 seeds). A claim confirms
-    when every part confirms, refutes when any part refutes, and otherwise cannot tell.
-    """
-    verdicts = []
-    for part in parts:
-        low, high = part.get("low", float("nan")), part.get("high", float("nan"))
-        verdicts.append("confirms" if low > 0 else "refutes" if high < 0 else "cannot tell")
-    if "refutes" in verdicts:
-        return "refutes"
-    return "confirms" if verdicts and all(v == "confirms" for v in verdicts) else "cannot tell"
-
-
-def claim_parts(claim_parts_spec, by_arm: dict) -> list[dict]:
-    parts = []
-    for better, worse, metric in claim_parts_spec:
-        part = {"better": better, "worse": worse, "metric": metric}
-        missing = [arm for arm in (better, worse) if arm not in by_arm]
-        if missing:
-            extended = " (--extended)" if set(missing) & set(EXTENDED_ARMS) else ""
-            part["why"] = f"{', '.join(missing)} not run{extended}"
-        else:
-            a, b = ([run[metric] for run in by_arm[arm]] for arm in (better, worse))
-            part.update(evaluation.welch_interval(a, b, LEVEL), mean_better=_mean(a), mean_worse=_mean(b),
-                        n_better=len(a), n_worse=len(b))
-            if min(len(a), len(b)) < 2:
-                part["why"] = "needs 2 or more seeds per arm"
-        parts.append(part)
-    return parts
-
-
-def _mean(values):
-    return sum(values) / len(values)
-
-
-def scale(metric: str) -> float:
-    return 100.0 if "pass@" in metric or metric.endswith("_frac") or metric == "train/reward" else 1.0
-
-
-def describe_part(part: dict) -> str:
-    metric, s = part["metric"], scale(part["metric"])
-    if "mean_better" not in part:
-        return f"{part['better']} vs {part['worse']} on {metric}: {part['why']}"
-    unit = " (%)" if s == 100.0 else ""
-    text = (f"{part['better']} {s * part['mean_better']:.2f} vs {part['worse']} {s * part['mean_worse']:.2f} "
-            f"on {metric}{unit}, difference {s * part['diff']:+.2f}")
-    if "why" in part:
-        return text + f" ({part['why']})"
-    return text + (f" (95 % CI {s * part['low']:+.2f} to {s * part['high']:+.2f}, Welch, "
-                   f"{part['n_better']} vs {part['n_worse']} seeds)")
-
-
-# ----------------------------------------------------------------------------- the report
-
-def cell(values: list[float], single_run_interval=None, factor=100.0, digits=1) -> str:
-    """mean ± t half-width over seeds; one seed: the value and its bootstrap interval over mazes, in brackets."""
-    if len(values) >= 2:
-        interval = evaluation.seed_interval(values, LEVEL)
-        return f"{factor * interval['mean']:.{digits}f} ± {factor * interval['half']:.{digits}f}"
-    if single_run_interval is not None:
-        low, high = single_run_interval
-        return f"{factor * values[0]:.{digits}f} [{factor * low:.{digits}f}, {factor * high:.{digits}f}]"
-    return f"{factor * values[0]:.{digits}f}"
-
-
-def passk_table(by_arm: dict, set_name: str, ks) -> str:
-    lines = ["| arm | seeds | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---" * (len(ks) + 2) + "|"]
-    for arm, runs in by_arm.items():
-        cells = []
-        for k in ks:
-            interval = None
-            if len(runs) == 1:
-                chosen = runs[0]["result"]["sets"][set_name]
-                row = evaluation.pass_at_k_intervals(chosen["correct"], runs[0]["result"]["n_samples"], ks=[k])[0]
-                interval = (row["low"], row["high"])
-            cells.append(cell([r[f"{set_name}/pass@{k}"] for r in runs], interval))
-        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def training_table(by_arm: dict) -> str:
-    columns = [("train/reward", "reward, all steps (%)", 100.0, 1),
-               ("train/entropy", "entropy, 2nd half (nats)", 1.0, 3),
-               ("train/wrong_distinct_frac", "distinct wrong answers, 2nd half (%)", 100.0, 1),
-               ("train/all_agree_frac", "prompts whose N agree, 2nd half (%)", 100.0, 1)]
-    lines = ["| arm | seeds | " + " | ".join(c[1] for c in columns) + " |", "|---" * (len(columns) + 2) + "|"]
-    for arm, runs in by_arm.items():
-        cells = [cell([r[metric] for r in runs], factor=factor, digits=digits) for metric, _, factor, digits in columns]
-        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def smooth(values: list[float], window: int) -> list[float]:
-    """Centred moving average over the finite values in each window (train metrics are noisy step to step)."""
-    half = window // 2
-    out = []
-    for i in range(len(values)):
-        near = [v for v in values[max(0, i - half):i + half + 1] if math.isfinite(v)]
-        out.append(sum(near) / len(near) if near else float("nan"))
-    return out
-
-
-def seed_mean_curve(runs: list[dict], metric: str) -> tuple[list[int], list[float]]:
-    """(steps, mean over seeds) of a logged metric, at the steps every seed logged it (a run's last value)."""
-    per_step = {}
-    for index, run in enumerate(runs):
-        for row in run["rows"]:
-            value = row.get(metric)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                per_step.setdefault(row["step"], {})[index] = float(value)  # a resumed run may log a step twice
-    steps = sorted(s for s, values in per_step.items() if len(values) == len(runs))
-    return steps, [_mean([v for v in per_step[s].values() if math.isfinite(v)] or [float("nan")]) for s in steps]
-
-
-def sizes_label(sizes: list[int]) -> str:
-    return f"{sizes[0]}x{sizes[0]}" + (f" to {sizes[-1]}x{sizes[-1]}" if len(sizes) > 1 else "")
-
-
-def plot_report(by_arm: dict, figure_dir: str, steps: int) -> dict:
-    """passk_vs_k.png, training.png and eta.png in figure_dir; returns {name: path}."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(figure_dir, exist_ok=True)
-    colors = {arm: plt.cm.tab10(i) for i, arm in enumerate(ARM_DOCS)}
-    paths = {name: os.path.join(figure_dir, f"{name}.png") for name in ("passk_vs_k", "training", "eta")}
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, set_name in zip(axes, ("in_dist", "larger")):
-        for arm, runs in by_arm.items():
-            chosen = runs[0]["result"]["sets"][set_name]
-            n = runs[0]["result"]["n_samples"]
-            ks = list(range(1, n + 1))
-            means = [_mean([r[f"{set_name}/pass@{k}"] for r in runs]) for k in ks]
-            ax.plot(ks, means, marker="o", ms=2.5, color=colors[arm], label=f"{arm} ({len(runs)} seeds)")
-            if len(runs) >= 2:
-                intervals = [evaluation.seed_interval([r[f"{set_name}/pass@{k}"] for r in runs], LEVEL) for k in ks]
-                ax.fill_between(ks, [i["low"] for i in intervals], [i["high"] for i in intervals], color=colors[arm],
-                                alpha=0.12)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(evaluation.powers_of_two(n), [str(k) for k in evaluation.powers_of_two(n)])
-        ax.set(xlabel="k", title=f"held-out {'training sizes' if set_name == 'in_dist' else 'one size larger'} "
-                                 f"({sizes_label(chosen['sizes'])}, {len(chosen['correct'])} mazes)", ylim=(0, 1))
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"pass@k (mean over seeds, {int(100 * LEVEL)} % band)")
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(paths["passk_vs_k"], dpi=110)
-    plt.close(fig)
-
-    panels = [("eval/pass@1", "held-out pass@1 (in-training eval)"), ("train/reward", "training reward"),
-              ("train/entropy", "mean token entropy"), ("train/wrong_distinct_frac", "distinct answers among wrong"),
-              ("train/all_agree_frac", "prompts whose N responses agree")]
-    window = max(1, steps // 10)
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
-    for ax, (metric, title) in zip(axes.flat, panels):
-        for arm, runs in by_arm.items():
-            x, y = seed_mean_curve(runs, metric)
-            if metric.startswith("train/"):
-                y = smooth(y, window)
-            ax.plot(x, y, color=colors[arm], marker="o" if metric.startswith("eval/") else None, ms=3, label=arm)
-        if "passk_then_pass1" in by_arm:
-            ax.axvline(steps // 2, color=colors["passk_then_pass1"], ls=":", lw=1)  # its switch to Pass@1
-        ax.set(xlabel="RL step", title=title + (f" (moving mean of {window})" if metric.startswith("train/") and
-                                                window > 1 else ""))
-        ax.grid(alpha=0.3)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    axes.flat[-1].axis("off")
-    axes.flat[-1].legend(handles, labels, loc="center", fontsize=9, title="mean over seeds")
-    fig.tight_layout()
-    fig.savefig(paths["training"], dpi=110)
-    plt.close(fig)
-
-    advantage.plot_eta(paths["eta"], n=N_RESPONSES)
-    return paths
-
-
-def shown(path: str) -> str:
-    """A path relative to the working directory when it lies below it (RESULTS.md should not name /home/...)."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
-
-
-def git_state() -> dict:
-    """HEAD, the changed files, and a hash of the code the runs execute (the repo's top-level .py files)."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    digest = hashlib.sha1()
-    for name in sorted(f for f in os.listdir(REPO) if f.endswith(".py")):
-        with open(os.path.join(REPO, name), "rb") as f:
-            digest.update(name.encode() + b"\0" + f.read())
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if line.strip()]
-    return {"head": git("rev-parse", "HEAD").strip() or "unknown (not a git checkout)", "changed": changed,
-            "code_sha1": digest.hexdigest()[:12]}
-
-
-def write_report(path: str, *, command: str, wall_s: float, config: str, base, runs: list[tuple[str, str]],
-                 steps: int, init: str, skipped: int, eval_samples: int, jobs: int) -> str:
-    """RESULTS.md (and its figures in docs/results/ beside it) from the runs' study_eval.json and metrics.jsonl."""
-    by_arm = {}
-    for arm, run_dir in runs:
-        by_arm.setdefault(arm, []).append(run_numbers(run_dir))
-    report_dir = os.path.dirname(os.path.abspath(path))
-    figures = plot_report(by_arm, os.path.join(report_dir, "docs", "results"), steps)
-    rel = {name: os.path.relpath(p, report_dir) for name, p in figures.items()}
-    git = git_state()
-    first = next(iter(by_arm.values()))[0]["result"]
-    sets = first["sets"]
-    seeds = sorted({run["seed"] for runs in by_arm.values() for run in runs})
-    seconds = [run["result"].get("seconds", {}) for runs in by_arm.values() for run in runs]
-    cpu_minutes = sum(s.get("train_cpu", 0) + s.get("eval_cpu", 0) for s in seconds) / 60
-    code = [f for f in git["changed"] if f.endswith(".py") and "/" not in f or f.startswith("configs/")]
-    dirty = (f"; dirty tree: {len(git['changed'])} changed or untracked paths, code and configs among them: "
-             f"{', '.join(code) or 'none'}") if git["changed"] else "; clean tree"
-    rl = base.rl
-    lines = [
-        "# Pass@1 vs Pass@k training on mazes: the study",
-        "",
-        "Written by `experiments.py` (its docstring describes the study); rerun the command to regenerate it.",
-        "",
-        f"- command: `{command}`",
-        f"- wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s) for this invocation, warm start included "
-        f"({skipped} of {len(runs)} runs were already finished and skipped); the runs' train and eval took "
-        f"{cpu_minutes:.1f} CPU minutes; {os.cpu_count()} CPUs, one thread per run, {jobs} runs at a time",
-        f"- git: `{git['head']}`{dirty}; sha1 of the top-level .py files: `{git['code_sha1']}`",
-        f"- config: `{os.path.relpath(config, REPO)}`; warm start (every run's model.init): `{shown(init)}`",
-        f"- every run: {steps} RL steps x {rl.prompts_per_step} prompts x N = {N_RESPONSES} responses, lr {rl.lr}, "
-        f"{rl.minibatches} mini-batches, seeds {', '.join(map(str, seeds))}; Pass@k arms use k = {K}",
-        f"- held-out evaluation: {eval_samples} samples per maze at temperature {first['temperature']}, top-p "
-        f"{first['top_p']}, unbiased pass@k; training sizes {sizes_label(sets['in_dist']['sizes'])} "
-        f"({len(sets['in_dist']['correct'])} mazes, at most {sets['in_dist']['max_new_tokens']} tokens) and "
-        f"{sizes_label(sets['larger']['sizes'])} ({len(sets['larger']['correct'])} mazes, at most "
-        f"{sets['larger']['max_new_tokens']} tokens); the training-size mazes are task.seed's held-out set, "
-        f"which no warm-start or RL stream draws",
-        "",
-        "## Arms",
-        "",
-        *[f"- `{arm}`: {ARM_DOCS[arm]}" for arm in by_arm],
-        "",
-        f"## Held-out pass@k (%), mean ± {int(100 * LEVEL)} % t-interval over seeds",
-        "",
-        "With one seed a cell shows the run's value and, in brackets, a bootstrap interval over mazes.",
-        "",
-        f"Training sizes, {sizes_label(sets['in_dist']['sizes'])}:",
-        "",
-        passk_table(by_arm, "in_dist", [k for k in TABLE_KS if k <= eval_samples]),
-        "",
-        f"One size larger, {sizes_label(sets['larger']['sizes'])} (never trained on):",
-        "",
-        passk_table(by_arm, "larger", [k for k in TABLE_KS if k <= eval_samples]),
-        "",
-        "## Over training (train.py's metrics.jsonl, per run, then mean ± t-interval over seeds)",
-        "",
-        training_table(by_arm),
-        "",
-        "## Plots",
-        "",
-        f"![pass@k against k per arm]({rel['passk_vs_k']})",
-        "",
-        f"![held-out pass@1, reward, entropy and diversity over training]({rel['training']})",
-        "",
-        f"![eta against rollout accuracy, N = {N_RESPONSES}]({rel['eta']})",
-        "",
-        "## The paper's claims",
-        "",
-        "Rule (`experiments.judge`): each claim compares arms' means over seeds; a part confirms when the "
-        f"{int(100 * LEVEL)} % Welch interval of the difference lies above 0, refutes when it lies below 0, and "
-        "cannot tell when it holds 0, when an arm was not run or with fewer than 2 seeds. A claim with several "
-        "parts confirms when all do and refutes when any does. pass@k is in-distribution; entropy and diversity "
-        "are second-half means, reward the mean over all steps. No correction for testing several claims.",
-        "",
-    ]
-    for number, (text, spec) in enumerate(CLAIMS, start=1):
-        parts = claim_parts(spec, by_arm)
-        lines.append(f"{number}. {text}: **{judge(parts)}**. " + "; ".join(describe_part(p) for p in parts) + ".")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -755,9 +433,10 @@ def main(argv=None):
         command = "python experiments.py " + shlex.join(argv)
         path = write_report(args.results, command=command, wall_s=time.time() - started, config=config, base=base,
                             runs=runs, steps=args.steps, init=init, skipped=len(runs) - len(jobs),
-                            eval_samples=args.eval_samples, jobs=args.jobs)
+                            eval_samples=args.eval_samples, jobs=args.jobs, arm_docs=ARM_DOCS, claims=CLAIMS,
+                            extended_arms=EXTENDED_ARMS, n_responses=N_RESPONSES, k=K)
         print(f"wrote {path}")
-    except (StudyError, train.ConfigError) as err:
+    except (StudyError, ConfigError) as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)

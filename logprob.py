@@ -30,7 +30,9 @@ Gradients come back in the inputs' dtypes.
 Left out: a Triton/CUDA kernel (the four matmuls dominate and are already BLAS calls), double
 backward, ignore_index (the caller passes only the response positions), vocabulary-parallel heads.
 `naive_logprobs` is the plain reference (full logits) for the tests, the benchmark and the
-`rl.logprob: naive` switch. The paper has no equation for this step: it is the log pi of the
+`rl.logprob: naive` switch. `head_logprobs` is what the policies (model.GPT, hf_policy.HFPolicy)
+call: it sends the response positions the mask selects through one of the two and scatters the
+results back to [R, L]. The paper has no equation for this step: it is the log pi of the
 PPO-clip ratio, and the entropy feeds the entropy-adaptive advantage (Sec. 4.2.3).
 """
 import torch
@@ -88,6 +90,20 @@ def naive_logprobs_unchecked(hidden, weight, targets, temperature, valid_vocab, 
     if not return_entropy:
         return logp
     return logp, -(logp_all.exp() * logp_all).sum(-1)
+
+
+def head_logprobs(hidden, targets, response_mask, weight, temperature, valid_vocab, return_entropy, fused):
+    """The policies' entry point: hidden [R, L, d] predicting targets [R, L] -> logp [R, L], entropy [R, L] or None.
+
+    Only positions where response_mask is 1 reach the head; the others are 0 in the result.
+    """
+    select = response_mask.bool()
+    compute = fused_logprobs if fused else naive_logprobs
+    result = compute(hidden[select], weight, targets[select], temperature=temperature,
+                     valid_vocab=valid_vocab, return_entropy=return_entropy)
+    logp_selected, entropy_selected = result if return_entropy else (result, None)
+    scatter = lambda values: hidden.new_zeros(select.shape, dtype=torch.float32).masked_scatter(select, values.float())
+    return scatter(logp_selected), (scatter(entropy_selected) if return_entropy else None)
 
 
 # ----------------------------------------------------------------------------- the chunked passes

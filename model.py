@@ -1,4 +1,4 @@
-"""The policy: a tiny GPT with a preallocated KV cache, an adapter for Hugging Face models, and checkpoints.
+"""The policy: a tiny GPT with a preallocated KV cache.
 
 GPT: token embedding, rotary position embedding (RoPE), RMSNorm, causal
 `scaled_dot_product_attention`, a GELU MLP, and a tied or untied LM head. Batches of
@@ -6,40 +6,29 @@ prompts of different lengths are left-padded: each row carries its own positions
 (RoPE counts from the row's first real token) and its padding is masked out of
 attention, so a row's outputs do not depend on what else is in the batch.
 
-Every policy (this GPT, and the Hugging Face adapter) offers the same interface:
+Every policy (this GPT, and hf_policy.HFPolicy for Hugging Face models) offers the same interface:
     prefill(prompt_ids [B, P], prompt_mask [B, P], n_repeat, max_new_tokens) -> (logits [B*n, V], cache)
     decode(tokens [R], cache) -> logits [R, V]               one token per row, cache updated in place
     forward(input_ids [R, T], attention_mask [R, T], response_mask [R, L], ...) -> (logp [R, L], entropy)
+    save_weights(directory), load_weights(directory)         the weights of a checkpoint (checkpoint.py)
 The forward is the log-prob mode used for training: only response positions (the last
 L columns) go through the LM head, via logprob.py, inside the module's own forward so
 that wrappers (DDP, FSDP2) see an ordinary forward.
 
-HFPolicy (`load_hf`, `model.hf` in the config) gives any `transformers` causal LM that interface:
-transformers' own cache objects (DynamicCache, or a preallocated StaticCache with an optional
-torch.compile'd one-token step, gpt-fast style), position_ids for left padding, float32 master
-weights with bf16 autocast compute, and the log-prob forward from the base model's last hidden
-states and the LM head's weight. Left out: models whose head has a bias, a logit scale or soft-capping,
-sliding-window layers in the static cache, tensor parallelism.
-
-Checkpoints (docs/design.md): runs/<name>/ckpt_<step>/ holds the weights
-(model.safetensors; for HF models a save_pretrained folder with the tokenizer),
-trainer.pt (optimizer, step, RNG) and config.yaml; each is written under a temporary
-name and renamed when complete; runs/<name>/latest names the newest.
+Left out: dropout (RL on a model this small does not need it, and it would make the PPO ratio
+differ from 1 before the first update), weight tying options beyond the LM head, biases.
 """
-import inspect
 import json
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from safetensors.torch import load_model, save_model
 
-import logprob
+from logprob import head_logprobs
 
 
 @dataclass
@@ -51,16 +40,6 @@ class GPTConfig:
     n_embd: int = 128
     tie_embeddings: bool = True  # LM head shares the token embedding
     rope_base: float = 10000.0
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -285,292 +264,3 @@ class GPT(nn.Module):
             model = cls(GPTConfig(**json.load(f))).to(device)
         model.load_weights(directory)
         return model
-
-
-def head_logprobs(hidden, targets, response_mask, weight, temperature, valid_vocab, return_entropy, fused):
-    """hidden [R, L, d] predicting targets [R, L]; only positions where response_mask is 1 reach the head."""
-    select = response_mask.bool()
-    compute = logprob.fused_logprobs if fused else logprob.naive_logprobs
-    result = compute(hidden[select], weight, targets[select], temperature=temperature,
-                     valid_vocab=valid_vocab, return_entropy=return_entropy)
-    logp_selected, entropy_selected = result if return_entropy else (result, None)
-    scatter = lambda values: hidden.new_zeros(select.shape, dtype=torch.float32).masked_scatter(select, values.float())
-    return scatter(logp_selected), (scatter(entropy_selected) if return_entropy else None)
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(run_dir, step: int, model, trainer_state: dict, config: dict, keep: int = 2,
-                    temp=None) -> str:
-    """Write runs/<name>/ckpt_<step>/ atomically (temp dir, then rename) and point `latest` at it.
-
-    temp: a directory that already holds the weights (FSDP2: every rank's shards and the export,
-    distributed.py), finished here; model is then None.
-    """
-    final = os.path.join(run_dir, f"ckpt_{step}")
-    if temp is None:
-        temp = final + f".tmp-{os.getpid()}"
-        shutil.rmtree(temp, ignore_errors=True)
-        os.makedirs(temp)
-    if model is not None:
-        model.save_weights(temp)
-    torch.save(trainer_state, os.path.join(temp, "trainer.pt"))
-    with open(os.path.join(temp, "config.yaml"), "w") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
-    if os.path.exists(final):  # re-saving a step (e.g. after a resume): swap out the old copy
-        shutil.rmtree(final)
-    os.replace(temp, final)
-    _write_atomic(os.path.join(run_dir, "latest"), os.path.basename(final) + "\n")
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def _write_atomic(path, text):
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w") as f:
-        f.write(text)
-    os.replace(temp, path)
-
-
-def list_checkpoints(run_dir) -> list[str]:
-    """Complete checkpoint directories, oldest first (temporary ones are ignored)."""
-    if not os.path.isdir(run_dir):
-        return []
-    steps = [int(n[5:]) for n in os.listdir(run_dir) if n.startswith("ckpt_") and n[5:].isdigit()]
-    return [os.path.join(run_dir, f"ckpt_{s}") for s in sorted(steps)]
-
-
-def holds_run(run_dir) -> bool:
-    """A run directory holds a run when it has a `latest` pointer or a ckpt_* directory."""
-    return os.path.exists(os.path.join(run_dir, "latest")) or bool(list_checkpoints(run_dir))
-
-
-def latest_checkpoint(run_dir):
-    """The checkpoint `latest` names, or None when the run has none."""
-    pointer = os.path.join(run_dir, "latest")
-    if not os.path.exists(pointer):
-        return None
-    with open(pointer) as f:
-        path = os.path.join(run_dir, f.read().strip())
-    return path if os.path.isdir(path) else None
-
-
-# ----------------------------------------------------------------------------- Hugging Face models
-
-HF_DECODE_MODES = ("dynamic", "static", "compiled")
-STATIC_CACHE_ROUNDING = 256  # static cache slots come in multiples of this (fewer recompiles)
-
-
-def looks_like_path(source: str) -> bool:
-    """A Hub id is 'name' or 'org/name'; anything else (/abs, ./rel, a/b/c, ~) is meant as a folder."""
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep != "/" and os.sep in source
-
-
-def load_hf(source: str, device, *, chat=False, system_prompt="", dtype="auto", gradient_checkpointing=False,
-            compile=False, decode="dynamic"):
-    """(HFPolicy, HFTokenizer) from a Hub name or a local folder (a passk checkpoint of an HF run is one).
-
-    Weights load in float32 whatever the checkpoint's dtype: they are the optimizer's master copy.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from tokenizer import HFTokenizer
-
-    if os.path.isdir(os.path.expanduser(source)):
-        source = os.path.expanduser(source)
-    elif looks_like_path(source):
-        raise ValueError(f"model.hf: no model folder at {source}")
-    try:
-        hf_tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    except OSError as err:  # not on the Hub (or offline): transformers explains in a paragraph
-        raise ValueError(f"model.hf: cannot load '{source}': not a local folder, and the Hugging Face Hub "
-                         f"did not provide it ({str(err).splitlines()[0][:160]})") from None
-    policy = HFPolicy(model.to(device), hf_tokenizer, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
-                      compile=compile, decode=decode)
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    tokenizer = HFTokenizer(hf_tokenizer, chat=chat, system_prompt=system_prompt, name=source,
-                            extra_eos_ids=eos if isinstance(eos, list) else [eos] if eos is not None else [],
-                            max_vocab=policy.lm_head.weight.shape[0])
-    return policy, tokenizer
-
-
-@dataclass
-class HFDecodeState:
-    """What decode needs besides transformers' cache: every row's mask and next RoPE position."""
-    kv: object                     # transformers DynamicCache or StaticCache
-    attention_mask: torch.Tensor   # [R, slots] long: 1 on real tokens, prompt and generated; 0 on padding
-    next_position: torch.Tensor    # [R] position of the next token (left padding makes it differ per row)
-    length: int                    # columns of attention_mask filled so far
-
-
-class HFPolicy(nn.Module):
-    """A `transformers` causal LM with the GPT's interface: prefill, decode, log-prob forward, checkpoints.
-
-    Weights stay float32 (the master copy the optimizer updates: AdamW at lr 1e-6 on bf16 weights
-    would round most updates away); compute runs under bf16 autocast when `dtype` says so. Left
-    padding is handled with per-row position_ids and the 2-D attention mask, as `generate` does.
-    The log-prob forward takes the base model's last hidden states and the LM head's weight
-    through head_logprobs (logprob.py), so no [tokens, vocab] logits tensor is ever built.
-    decode: 'dynamic' (DynamicCache, grows by concatenation), 'static' (StaticCache: one
-    preallocated tensor per layer written in place, gpt-fast style) or 'compiled' (static, plus a
-    torch.compile'd one-token step; on CUDA with CUDA graphs).
-    """
-
-    def __init__(self, model, hf_tokenizer=None, *, dtype="auto", gradient_checkpointing=False, compile=False,
-                 decode="dynamic"):
-        super().__init__()
-        if decode not in HF_DECODE_MODES:
-            raise ValueError(f"model.decode '{decode}' must be one of {', '.join(HF_DECODE_MODES)}")
-        if dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"model.dtype '{dtype}' must be auto, float32 or bfloat16")
-        head = model.get_output_embeddings()
-        if getattr(head, "bias", None) is not None or getattr(model.config, "final_logit_softcapping", None) \
-                or getattr(model.config, "logit_scale", 1.0) not in (None, 1.0):
-            raise ValueError(f"{type(model).__name__}: an LM head with a bias, a logit scale or soft-capping is "
-                             f"not supported (the log-prob path computes hidden @ weight.T)")
-        self.model = model  # the optimizer's parameters: float32
-        self.hf_tokenizer = hf_tokenizer
-        device = next(model.parameters()).device
-        use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
-        self.compute_dtype = torch.bfloat16 if use_bf16 else torch.float32
-        self.gradient_checkpointing, self.compile, self.decode_mode = gradient_checkpointing, compile, decode
-        if gradient_checkpointing:  # renamed activation_checkpointing_enable in later 5.x releases
-            if hasattr(model, "activation_checkpointing_enable"):
-                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        forward_parameters = inspect.signature(model.base_model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward_parameters else "past_key_values"  # renamed in 5.x
-        # compiled callables are kept as plain functions, not submodules, so state_dict keys stay the model's
-        self._backbone = torch.compile(model.base_model.forward) if compile else model.base_model.forward
-        self._decode_step = self._one_token
-        if decode == "compiled":
-            mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs replay the whole step
-            self._decode_step = torch.compile(self._one_token, mode=mode, fullgraph=True)
-
-    @property
-    def lm_head(self):
-        return self.model.get_output_embeddings()
-
-    def _autocast(self):
-        device_type = self.lm_head.weight.device.type
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16)
-
-    def _hidden(self, backbone, input_ids, attention_mask, position_ids, cache=None):
-        """Last hidden states [R, T, d] (after the final norm)."""
-        with self._autocast():
-            return backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            use_cache=cache is not None, **{self._cache_arg: cache}).last_hidden_state
-
-    def forward(self, input_ids, attention_mask, response_mask, *, temperature=1.0, valid_vocab=None,
-                return_entropy=False, fused=True, group_size=1):
-        """Log-prob mode, as GPT.forward: logp [R, L] of the response columns, entropy [R, L] or None.
-
-        group_size > 1 (rows grouped by prompt) runs each prompt once and its responses on a copy of
-        its cache, keeping the gradient graph; with gradient checkpointing or compile every row runs whole.
-        """
-        from transformers import DynamicCache
-
-        L = response_mask.shape[1]
-        positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # [R, T]
-        if group_size == 1 or self.gradient_checkpointing or self.compile:
-            hidden = self._hidden(self._backbone, input_ids, attention_mask, positions)  # [R, T, d]
-            predictors = hidden[:, -L - 1:-1]  # position t predicts token t + 1
-        else:
-            cache = DynamicCache(config=self.model.config)
-            prompt_hidden = self._hidden(self.model.base_model, input_ids[::group_size, :-L],
-                                         attention_mask[::group_size, :-L], positions[::group_size, :-L], cache)
-            cache.batch_repeat_interleave(group_size)
-            response_hidden = self._hidden(self.model.base_model, input_ids[:, -L:], attention_mask,
-                                           positions[:, -L:], cache)  # [R, L, d]
-            predictors = torch.cat([prompt_hidden[:, -1:].repeat_interleave(group_size, dim=0),
-                                    response_hidden[:, :-1]], dim=1)  # [R, L, d]
-        weight = self.lm_head.weight  # [V, d] float32 master
-        # bf16 operands with float32 accumulation (logprob.py); gradients flow back to the float32 weight
-        predictors, weight = predictors.to(self.compute_dtype), weight.to(self.compute_dtype)
-        return head_logprobs(predictors, input_ids[:, -L:], response_mask, weight, temperature, valid_vocab,
-                             return_entropy, fused)
-
-    @torch.no_grad()
-    def prefill(self, prompt_ids, prompt_mask, n_repeat: int, max_new_tokens: int):
-        """The B prompts once (DynamicCache), then each row's cache copied to its n_repeat responses."""
-        from transformers import DynamicCache
-
-        B, P = prompt_ids.shape
-        positions = (prompt_mask.long().cumsum(1) - 1).clamp(min=0)
-        prompt_cache = DynamicCache(config=self.model.config)
-        hidden = self._hidden(self.model.base_model, prompt_ids, prompt_mask, positions, prompt_cache)  # [B, P, d]
-        with self._autocast():
-            logits = self.lm_head(hidden[:, -1]).repeat_interleave(n_repeat, dim=0)  # [B*n, V]
-        R = B * n_repeat
-        attention_mask = torch.zeros(R, P + max_new_tokens, dtype=torch.long, device=prompt_ids.device)
-        attention_mask[:, :P] = prompt_mask.repeat_interleave(n_repeat, dim=0)
-        if self.decode_mode == "dynamic":
-            prompt_cache.batch_repeat_interleave(n_repeat)
-            kv = prompt_cache
-        else:  # capacity rounded up, so that prompts of other lengths reuse the compiled step's shapes
-            capacity = STATIC_CACHE_ROUNDING * math.ceil((P + max_new_tokens) / STATIC_CACHE_ROUNDING)
-            attention_mask = F.pad(attention_mask, (0, capacity - attention_mask.shape[1]))
-            kv = self._static_cache(prompt_cache, n_repeat, capacity)
-        next_position = (positions[:, -1] + 1).repeat_interleave(n_repeat)  # [R]
-        return logits, HFDecodeState(kv, attention_mask, next_position, P)
-
-    def _static_cache(self, prompt_cache, n_repeat, capacity):
-        """A StaticCache for B*n rows and `capacity` slots, its first P slots the prompts' keys and values."""
-        from transformers import StaticCache
-
-        kv = StaticCache(config=self.model.config, max_cache_len=capacity)
-        if any(kv.is_sliding):
-            raise ValueError("model.decode static/compiled supports full-attention models only; use dynamic")
-        for static, dynamic in zip(kv.layers, prompt_cache.layers):
-            keys = dynamic.keys.repeat_interleave(n_repeat, dim=0)  # [B*n, H_kv, P, hd]
-            values = dynamic.values.repeat_interleave(n_repeat, dim=0)
-            # each tensor keeps its own dtype: under bf16 autocast RoPE leaves keys float32, values bf16
-            static.lazy_initialization(keys, values)
-            P = keys.shape[2]
-            static.keys[:, :, :P].copy_(keys)
-            static.values[:, :, :P].copy_(values)
-            static.cumulative_length.fill_(P)  # in place: its address is static (CUDA graphs)
-        return kv
-
-    def _one_token(self, tokens, position_ids, attention_mask, kv):
-        """tokens, position_ids [R, 1]; attention_mask [R, S] -> logits [R, V]: the step compile sees."""
-        hidden = self._hidden(self.model.base_model, tokens, attention_mask, position_ids, kv)  # [R, 1, d]
-        with self._autocast():
-            return self.lm_head(hidden[:, -1])
-
-    @torch.no_grad()
-    def decode(self, tokens, state: HFDecodeState):
-        """tokens [R] -> next-token logits [R, V]; the cache grows (or fills) by one slot."""
-        state.attention_mask[:, state.length] = 1
-        state.length += 1
-        # a static cache sees the whole mask (its shape never changes: one compiled graph); unfilled slots are 0
-        mask = state.attention_mask if self.decode_mode != "dynamic" else state.attention_mask[:, :state.length]
-        logits = self._decode_step(tokens[:, None], state.next_position[:, None], mask, state.kv)
-        state.next_position += 1
-        return logits
-
-    # checkpoint weights: save_pretrained, so a checkpoint is a Hugging Face model folder
-    def save_weights(self, directory):
-        self.model.save_pretrained(directory)
-        if self.hf_tokenizer is not None:
-            self.hf_tokenizer.save_pretrained(directory)
-
-    def load_weights(self, directory):
-        """Weights from a save_pretrained folder (one or several safetensors shards) into this model."""
-        from safetensors.torch import load_file
-
-        files = sorted(f for f in os.listdir(directory) if f.endswith(".safetensors"))
-        if not files:
-            raise ValueError(f"no .safetensors weights in {directory}")
-        state = {}
-        for name in files:
-            state.update(load_file(os.path.join(directory, name), device=str(self.lm_head.weight.device)))
-        own = self.model.state_dict()
-        _, unexpected = self.model.load_state_dict(state, strict=False)
-        loaded = {own[k].data_ptr() for k in state if k in own}
-        missing = [k for k in own if k not in state and own[k].data_ptr() not in loaded]  # tied weights are loaded
-        if missing or unexpected:
-            raise ValueError(f"{directory} does not match the model: missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}")

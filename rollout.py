@@ -13,6 +13,10 @@ how many ranks split it, or which device runs it; `temperature=0` is greedy.
 
 The sampler's own log-probs are returned as a diagnostic only: the PPO ratio uses
 log-probs recomputed by the training path (top-p and cache numerics make them differ).
+
+The padding helpers every stage shares live here too: prompts are left-padded (the sampler's
+prefill, and the prompt half of every training row), responses and demonstrations right-padded,
+and a prompt + response batch is cut into micro-batches between prompts' groups of responses.
 """
 from dataclasses import dataclass
 
@@ -42,6 +46,44 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
                    torch.cat([p.truncated for p in parts]),
                    torch.cat([pad(p.sampler_logprobs, 0.0) for p in parts]),
                    torch.cat(entropy) if entropy is not None else None)
+
+
+# ----------------------------------------------------------------------------- padding and batches
+
+def left_pad(sequences: list[list[int]], pad_id: int, device):
+    """Token lists -> (ids [B, P], mask [B, P]) with padding on the left."""
+    P = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), P), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(sequences), P, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, P - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, P - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def right_pad(sequences: list[list[int]], pad_id: int, device):
+    """Token lists -> (ids [R, L], mask [R, L] float) with padding on the right."""
+    L = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), L), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(sequences), L)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = torch.tensor(seq)
+        mask[row, :len(seq)] = 1.0
+    return ids.to(device), mask.to(device)
+
+
+def sequences_batch(prompts: list[list[int]], responses, response_mask, pad_id):
+    """Prompts (token lists, one per row) + response tokens [R, L] -> input_ids, attention_mask [R, P+L]."""
+    prompt_ids, prompt_mask = left_pad(prompts, pad_id, responses.device)
+    input_ids = torch.cat([prompt_ids, responses], dim=1)
+    attention_mask = torch.cat([prompt_mask, response_mask.long()], dim=1)
+    return input_ids, attention_mask
+
+
+def micro_slices(n_rows: int, group_size: int, micro_batch: int) -> list[slice]:
+    """Row ranges of at most `micro_batch` rows (0 = all), cut between prompts' groups of responses."""
+    step = max(group_size, (micro_batch or n_rows) // group_size * group_size)
+    return [slice(i, i + step) for i in range(0, n_rows, step)]
 
 
 # ----------------------------------------------------------------------------- counter-based randomness
@@ -110,17 +152,6 @@ def sample_token(logits, u, temperature: float, top_k: int, top_p: float, valid_
 
 
 # ----------------------------------------------------------------------------- the loop
-
-def left_pad(sequences: list[list[int]], pad_id: int, device):
-    """Token lists -> (ids [B, P], mask [B, P]) with padding on the left."""
-    P = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), P), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(sequences), P, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, P - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, P - len(seq):] = 1
-    return ids.to(device), mask.to(device)
-
 
 @torch.no_grad()
 def generate(policy, prompts: list[list[int]], *, n: int, max_new_tokens: int, eos_ids, pad_id: int,

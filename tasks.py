@@ -22,6 +22,9 @@ a run that resumes, or runs on several ranks, sees the same problems.
   final answer in `\\boxed{}`; the verifier is reward.math_reward. No demonstrations: a math
   run starts from a pretrained model (sft.steps: 0). A GSM8K answer ("... #### 72") keeps the
   part after `####`. data/math_sample.jsonl is a small sample for tests and a first try.
+
+`TASKS` (at the end) is the registry config.py builds a task from, by `task.name`; each name has
+its verifier in reward.VERIFIERS.
 """
 import json
 import os
@@ -108,8 +111,11 @@ def maze_prompt(grid: str) -> str:
     return grid + "\n"
 
 
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"  # the answer format of the built-in tasks (reward.py reads it)
+
+
 def answer_tag(text: str) -> str:
-    return f"<answer>{text}</answer>"
+    return f"{ANSWER_OPEN}{text}{ANSWER_CLOSE}"
 
 
 # ----------------------------------------------------------------------------- other synthetic tasks
@@ -332,3 +338,22 @@ class MathTask:
             epoch, position = divmod(index, len(self.train))
             batch.append(self.train[self._epoch_order(stream, epoch)[position]])
         return batch
+
+
+# ----------------------------------------------------------------------------- the registry
+
+def synthetic_task(name: str, make):
+    def build(t):  # t: the config's task section (config.TaskConfig)
+        return SyntheticTask(name, make(t), t.seed, t.n_heldout)
+    return build
+
+
+# task name -> a function of the config's task section that builds the task. A new task is one entry
+# here and its verifier in reward.VERIFIERS under the same name (tests/test_reward.py checks the two agree).
+TASKS = {
+    "maze": synthetic_task("maze", lambda t: maze_maker(t.min_size, t.max_size, t.loop_frac)),
+    "countdown": synthetic_task("countdown", lambda t: countdown_maker(t.n_numbers, t.max_number)),
+    "arithmetic": synthetic_task("arithmetic", lambda t: arithmetic_maker(t.n_numbers, t.max_number)),
+    "math": lambda t: MathTask(t.train_file, t.test_file, seed=t.seed, n_heldout=t.n_heldout, template=t.template,
+                               prompt_field=t.prompt_field, answer_field=t.answer_field),
+}

@@ -1,4 +1,4 @@
-"""Tokenizers: a character tokenizer for the built-in tasks, and a wrapper over Hugging Face ones.
+"""The character tokenizer of the built-in tasks, and the interface every tokenizer offers.
 
 `CharTokenizer` covers every character the synthetic tasks use (maze grids, moves,
 `<answer>` tags, digits and arithmetic) with one id per character plus three
@@ -12,12 +12,7 @@ train.py and eval.py rely on:
     encode(text)        -> list[int]   plain text, no specials (responses, demonstrations)
     decode(ids)         -> str         stops at the first EOS, drops PAD/BOS
 
-`HFTokenizer` gives a `transformers` tokenizer that interface: the chat template (system +
-user message -> the assistant turn to complete) when asked, a plain prompt for base models,
-every end-of-turn id as EOS (`<|im_end|>`, `<|eot_id|>`, eos_token, the model's generation
-config), and vocab_size = len(tokenizer), so the ids of a padded embedding table (Qwen's has
-more rows than its tokenizer has tokens) are never sampled. Left out: tool calls, multi-turn
-prompts, and few-shot examples inside the chat (a task writes them into its prompt text).
+hf_policy.HFTokenizer gives a Hugging Face tokenizer the same interface.
 """
 import string
 
@@ -56,57 +51,3 @@ class CharTokenizer:
             if token in self.id_to_char:  # PAD, BOS and masked ids are dropped
                 chars.append(self.id_to_char[token])
         return "".join(chars)
-
-
-# ----------------------------------------------------------------------------- Hugging Face tokenizers
-
-# End-of-turn tokens of common chat formats (Qwen/ChatML, Llama 3, Gemma, Phi): whichever the vocabulary
-# has end a response, besides eos_token, so an instruct model stops where its chat format says.
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>")
-
-
-class HFTokenizer:
-    """A `transformers` tokenizer behind passk's interface; `chat` formats prompts with its chat template."""
-
-    def __init__(self, hf_tokenizer, *, chat: bool = False, system_prompt: str = "", extra_eos_ids=(),
-                 name: str = "", max_vocab: int = None):
-        self.hf = hf_tokenizer
-        self.chat, self.system_prompt = chat, system_prompt
-        if chat and not getattr(hf_tokenizer, "chat_template", None):
-            raise ValueError(f"model.chat is on but the tokenizer of {name or 'this model'} has no chat template "
-                             f"(a base model? set model.chat: false)")
-        # ids beyond the embedding table cannot be produced either (max_vocab: the model's rows)
-        self.vocab_size = min(len(hf_tokenizer), max_vocab or len(hf_tokenizer))
-        vocab = hf_tokenizer.get_vocab()
-        candidates = [hf_tokenizer.eos_token_id, *extra_eos_ids] + [vocab.get(t) for t in END_OF_TURN_TOKENS]
-        # the tokenizer's own eos_token first: it ends the demonstrations of a warm start
-        self.eos_ids = list(dict.fromkeys(int(i) for i in candidates if i is not None and 0 <= i < self.vocab_size))
-        self._eos_set = frozenset(self.eos_ids)
-        if not self.eos_ids:
-            raise ValueError(f"the tokenizer of {name or 'this model'} has no EOS token: responses could never end")
-        # padding is always masked out, so any decodable id will do when the tokenizer names none
-        pad = hf_tokenizer.pad_token_id
-        self.pad_id = int(pad) if pad is not None and 0 <= pad < self.vocab_size else self.eos_ids[0]
-
-    def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False)
-
-    def encode_prompt(self, text: str) -> list[int]:
-        if not self.chat:  # base models: the text itself, with BOS where the tokenizer adds one (Llama)
-            return self.hf.encode(text, add_special_tokens=True)
-        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + \
-            [{"role": "user", "content": text}]
-        # the template writes its own BOS and turn markers: render to text, then encode without specials
-        rendered = self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.hf.encode(rendered, add_special_tokens=False)
-
-    def decode(self, ids) -> str:
-        """The response up to (not including) its first EOS; specials and undecodable ids dropped."""
-        kept = []
-        for token in ids:
-            token = int(token)
-            if token in self._eos_set:
-                break
-            if token < self.vocab_size:
-                kept.append(token)
-        return self.hf.decode(kept, skip_special_tokens=True)

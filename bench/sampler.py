@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-import model as models  # noqa: E402
+import hf_policy  # noqa: E402
 from rollout import generate, left_pad  # noqa: E402
 
 
@@ -99,7 +99,7 @@ def main():
     ids, mask = left_pad(repeated, 0, device)
     suppress = list(range(valid_vocab, args.vocab))
     compute = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
-    policies = {mode: models.HFPolicy(model, dtype=args.dtype, decode=mode) for mode in models.HF_DECODE_MODES}
+    policies = {mode: hf_policy.HFPolicy(model, dtype=args.dtype, decode=mode) for mode in hf_policy.HF_DECODE_MODES}
 
     def passk(mode, temperature):
         return lambda: generate(policies[mode], prompts, n=args.n, max_new_tokens=args.new, eos_ids=[args.vocab - 1],

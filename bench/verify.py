@@ -17,6 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pool  # noqa: E402
 import reward  # noqa: E402
 
 def random_item(rng):
@@ -77,7 +78,7 @@ def answers_per_second(n_answers, hostile_every, workers, repeats):
 
 
 def start_pool(workers):
-    reward.shutdown_pool()
+    pool.shutdown()
     start = time.perf_counter()
     reward.score_batch("math", ["1"] * workers, ["1"] * workers, workers=workers)
     return time.perf_counter() - start
@@ -98,12 +99,12 @@ def main():
         start_pool(1)
         single = answers_per_second(args.answers, hostile_every, 1, args.repeats)
         start_pool(args.workers)
-        pool = answers_per_second(args.answers, hostile_every, args.workers, args.repeats)
+        pooled = answers_per_second(args.answers, hostile_every, args.workers, args.repeats)
         print(f"{name:24s} inline {inline:6.0f}/s | 1 worker {single:6.0f}/s | "
-              f"{args.workers} workers {pool:6.0f}/s | pool / 1 worker {pool / single:4.2f}x | "
+              f"{args.workers} workers {pooled:6.0f}/s | pool / 1 worker {pooled / single:4.2f}x | "
               f"1 worker / inline {single / inline:4.2f}x")
     print("verifier stats:", reward.verifier_stats())
-    reward.shutdown_pool()
+    pool.shutdown()
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import config
 import train
-from test_hf import hf_dirs  # noqa: F401  (session fixture: tiny random Qwen2 and Llama folders)
+from test_hf_policy import hf_dirs  # noqa: F401  (session fixture: tiny random Qwen2 and Llama folders)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "tiny.yaml")
@@ -157,7 +158,7 @@ def test_fsdp2_ranks_make_the_single_process_update_and_write_shards(fsdp_runs, 
     assert_same_metrics(metrics(single), metrics(fsdp), rel=1e-5)
     assert sorted(os.listdir(fsdp / "ckpt_1" / "shards")) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert not any(name.endswith(".tmp-ranks") for name in os.listdir(fsdp))
-    _, policy, _, _ = train.load_for_eval(str(fsdp))  # the export is an ordinary Hugging Face folder
+    _, policy, _, _ = config.load_for_eval(str(fsdp))  # the export is an ordinary Hugging Face folder
     assert torch.equal(policy.lm_head.weight, weights(fsdp / "ckpt_2")["model.embed_tokens.weight"])
 
 
@@ -173,11 +174,11 @@ def test_an_fsdp2_run_resumes_from_its_shards_at_two_ranks_or_one(fsdp_runs, hf_
 # ----------------------------------------------------------------------------- config errors
 
 def test_distributed_config_errors_name_the_problem(tmp_path, monkeypatch):
-    with pytest.raises(train.ConfigError, match="run.distributed 'zero'"):
-        train.parse_args(["--config", TINY, "--run.distributed", "zero"])
-    with pytest.raises(train.ConfigError, match="fsdp shards Hugging Face models"):
-        train.parse_args(["--config", TINY, "--run.distributed", "fsdp"])
-    cfg, _ = train.parse_args(["--config", TINY, "--run.out_dir", str(tmp_path)])
+    with pytest.raises(config.ConfigError, match="run.distributed 'zero'"):
+        config.parse_args(["--config", TINY, "--run.distributed", "zero"])
+    with pytest.raises(config.ConfigError, match="fsdp shards Hugging Face models"):
+        config.parse_args(["--config", TINY, "--run.distributed", "fsdp"])
+    cfg, _ = config.parse_args(["--config", TINY, "--run.out_dir", str(tmp_path)])
     monkeypatch.setattr(train.distributed, "world_size", lambda: 3)  # as if torchrun had started 3 ranks
-    with pytest.raises(train.ConfigError, match=r"prompts_per_step=4 must be a multiple of the number of ranks \(3\)"):
+    with pytest.raises(config.ConfigError, match=r"prompts_per_step=4 must be a multiple of the number of ranks \(3\)"):
         train.train(cfg)

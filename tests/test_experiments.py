@@ -10,6 +10,7 @@ import torch
 
 import eval as evaluation
 import experiments
+import study_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "tiny.yaml")
@@ -44,7 +45,7 @@ def test_the_runner_writes_results_table_plots_and_counts(study):
     report = (study / "RESULTS.md").read_text()
     for arm in ARMS:
         assert f"| {arm} | 1 |" in report  # a table row per arm, with its number of seeds
-        saved = json.loads((study / "runs" / f"{arm}_s0" / experiments.EVAL_FILE).read_text())
+        saved = json.loads((study / "runs" / f"{arm}_s0" / study_report.EVAL_FILE).read_text())
         for name, size in (("in_dist", [5]), ("larger", [7])):
             chosen = saved["sets"][name]
             assert chosen["sizes"] == size and len(chosen["correct"]) == 4
@@ -61,15 +62,15 @@ def test_the_runner_writes_results_table_plots_and_counts(study):
 
 def test_a_rerun_skips_finished_runs_and_an_unevaluated_one_resumes(study):
     runs = study / "runs"
-    finished = runs / "pass1_s0" / experiments.EVAL_FILE
+    finished = runs / "pass1_s0" / study_report.EVAL_FILE
     before = finished.stat().st_mtime_ns
-    (runs / "passk_analytic_s0" / experiments.EVAL_FILE).unlink()  # trained, not yet evaluated
+    (runs / "passk_analytic_s0" / study_report.EVAL_FILE).unlink()  # trained, not yet evaluated
     metrics = (runs / "passk_analytic_s0" / "metrics.jsonl").read_text()
     result = subprocess.run(study_command(study), capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 finished, 1 to run" in result.stdout
     assert finished.stat().st_mtime_ns == before
-    assert (runs / "passk_analytic_s0" / experiments.EVAL_FILE).exists()
+    assert (runs / "passk_analytic_s0" / study_report.EVAL_FILE).exists()
     commands = [line for line in (runs / "passk_analytic_s0" / "job.log").read_text().splitlines()
                 if line.startswith("$ python train.py")]
     assert len(commands) == 2 and "--resume" not in commands[0] and commands[1].endswith("--resume")
@@ -132,20 +133,6 @@ def test_welch_interval_matches_a_hand_computation():
     assert math.isnan(evaluation.welch_interval([1.0], [2.0, 3.0])["low"])
 
 
-def test_judge_confirms_refutes_or_cannot_tell_by_the_welch_interval():
-    by_arm = {"a": [{"m": v} for v in (0.50, 0.52, 0.51)], "b": [{"m": v} for v in (0.30, 0.31, 0.29)],
-              "c": [{"m": v} for v in (0.20, 0.60, 0.40)], "one": [{"m": 0.9}]}
-    judged = lambda spec: experiments.judge(experiments.claim_parts(spec, by_arm))
-    assert judged([("a", "b", "m")]) == "confirms"
-    assert judged([("b", "a", "m")]) == "refutes"
-    assert judged([("a", "c", "m")]) == "cannot tell"                     # the interval holds 0
-    assert judged([("a", "b", "m"), ("a", "c", "m")]) == "cannot tell"    # every part must confirm
-    assert judged([("a", "b", "m"), ("b", "a", "m")]) == "refutes"        # any refuting part refutes
-    assert judged([("one", "b", "m")]) == "cannot tell"                   # one seed: no interval
-    parts = experiments.claim_parts([("passk_combined", "b", "m")], by_arm)
-    assert experiments.judge(parts) == "cannot tell" and "not run (--extended)" in parts[0]["why"]
-
-
 def test_arm_schedules_differ_only_in_the_advantage():
     steps = 10
     assert experiments.arm_schedule("pass1", steps) == [{"until_step": 10, "advantage": "grpo", "k": 1}]
@@ -162,12 +149,3 @@ def test_arm_schedules_differ_only_in_the_advantage():
     for arm in experiments.ARM_DOCS:
         args = experiments.train_args("c.yaml", ["--rl.lr", "1"], [], "w", arm, 0, steps, "out")
         assert without_arm(args) == reference, arm
-
-
-def test_curves_average_seeds_at_shared_steps_and_keep_a_resumed_runs_last_value():
-    runs = [{"rows": [{"step": 0, "eval/pass@1": 0.1}, {"step": 10, "eval/pass@1": 0.2},
-                      {"step": 10, "eval/pass@1": 0.4}]},  # logged twice after a resume: the last counts
-            {"rows": [{"step": 0, "eval/pass@1": 0.3}, {"step": 10, "eval/pass@1": 0.6}, {"step": 5, "x": 1.0}]}]
-    steps, means = experiments.seed_mean_curve(runs, "eval/pass@1")
-    assert steps == [0, 10] and means == pytest.approx([0.2, 0.5])
-    assert experiments.smooth([1.0, float("nan"), 3.0, 5.0], 3) == pytest.approx([1.0, 2.0, 4.0, 4.0])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import reward
+import tasks
 
 MAZE = "S.*\n.*.\n..E"   # S at (0, 0), E at (2, 2); the path is D D R R
 
@@ -157,8 +158,15 @@ def test_verifier_stats_count_answers():
     assert {"scored", "timeouts"} <= set(reward.verifier_stats())
 
 
+def test_every_task_has_a_verifier_under_the_same_name():
+    # a new task is one generator in tasks.TASKS and one verifier in reward.VERIFIERS, joined by the name
+    assert list(tasks.TASKS) == list(reward.VERIFIERS)
+    assert reward.POOLED <= set(reward.VERIFIERS)
+
+
 def test_importing_reward_does_not_import_torch():
-    # The pool's workers are fresh interpreters that run exactly this import.
+    # The pool's workers are fresh interpreters that import pool.py and the verifier's module (for math,
+    # math_answer.py); the trainer-free imports of reward.py are a superset of theirs.
     repo = Path(reward.__file__).resolve().parent
     code = "import sys; import reward; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)

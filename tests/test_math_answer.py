@@ -10,8 +10,10 @@ import pytest
 import sympy
 
 import latex
+import math_answer
+import pool
 import reward
-from reward import verify
+from math_answer import verify
 
 # (gold, prediction, verdict): every rule has its positive next to a negative.
 RULES = [
@@ -147,15 +149,15 @@ def test_rule(gold, pred, expected):
     ("$$ 9 $$", "9"),
 ])
 def test_extraction_finds_the_final_answer(text, answer):
-    assert reward.extract_answers(text)[0][0] == answer
+    assert math_answer.extract_answers(text)[0][0] == answer
 
 
 def test_extraction_needs_a_complete_box_and_single_line_inline_math():
-    assert reward._boxed_spans(r"\boxed{1") == []
-    assert [content for _, _, content in reward._boxed_spans(r"\boxed{\boxed{2}} \boxed{3}")] == [r"\boxed{2}", "3"]
-    assert reward._math_spans("Answer $ \n 9 \n $") == []
-    assert [content for _, _, content in reward._math_spans("Answer $$ \n 9 \n $$")] == [" \n 9 \n "]
-    assert [content for _, _, content in reward._math_spans(r"costs \$5, so $x$")] == ["x"]
+    assert math_answer._boxed_spans(r"\boxed{1") == []
+    assert [content for _, _, content in math_answer._boxed_spans(r"\boxed{\boxed{2}} \boxed{3}")] == [r"\boxed{2}", "3"]
+    assert math_answer._math_spans("Answer $ \n 9 \n $") == []
+    assert [content for _, _, content in math_answer._math_spans("Answer $$ \n 9 \n $$")] == [" \n 9 \n "]
+    assert [content for _, _, content in math_answer._math_spans(r"costs \$5, so $x$")] == ["x"]
 
 
 def test_gsm8k_and_bare_numbers():
@@ -201,11 +203,11 @@ def test_parser_builds_large_but_bounded_numbers():
 
 
 def test_no_code_path_evaluates_text():
-    """Neither file calls eval, exec, compile, __import__, sympify, parse_expr or parse_latex
+    """No verifier file calls eval, exec, compile, __import__, sympify, parse_expr or parse_latex
     (re.compile of our own patterns aside)."""
     forbidden_names = {"eval", "exec", "compile", "__import__", "sympify", "parse_expr", "parse_latex"}
     forbidden_attributes = {"eval", "exec", "sympify", "parse_expr", "parse_latex"}
-    for module in (reward, latex):
+    for module in (reward, math_answer, latex, pool):
         tree = ast.parse(Path(module.__file__).read_text())
         calls = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
         names = {f.id for f in calls if isinstance(f, ast.Name)} & forbidden_names
@@ -223,8 +225,8 @@ def test_verifier_runs_with_eval_and_exec_disabled(monkeypatch):
 
 
 def test_math_reward_and_verify_order():
-    assert reward.math_reward(r"so \boxed{\frac{7}{2}}", "$3.5$") == 1.0
-    assert reward.math_reward(r"so \boxed{\frac{7}{3}}", "$3.5$") == 0.0
+    assert math_answer.math_reward(r"so \boxed{\frac{7}{2}}", "$3.5$") == 1.0
+    assert math_answer.math_reward(r"so \boxed{\frac{7}{3}}", "$3.5$") == 0.0
     # Math-Verify's order: the gold's equation is a condition, the prediction's is a computation.
     assert verify("5", "$2 + 3 = 5$") and not verify("2 + 3 = 5", "$5$")
 

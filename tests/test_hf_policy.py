@@ -6,6 +6,7 @@ compiled caches), per-token log-probs equal the model's own forward log_softmax,
 steps change the weights, checkpoints reload with `from_pretrained`, padded vocabulary ids are
 never sampled, and bad input is a one-line error that names it.
 """
+import dataclasses
 import json
 import os
 from itertools import combinations
@@ -15,12 +16,13 @@ import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models as bpe_models, pre_tokenizers, trainers
 
+import checkpoint
+import config
 import eval as evaluation
-import model as models
 import tasks
 import train
+from hf_policy import HFTokenizer, load_hf
 from rollout import generate, left_pad
-from tokenizer import HFTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "data", "math_sample.jsonl")
@@ -67,11 +69,11 @@ def hf_dirs(tmp_path_factory):
         common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2)
         if name == "qwen":
-            config = transformers.Qwen2Config(vocab_size=64 * -(-V // 64) + 64, tie_word_embeddings=True, **common)
+            model_config = transformers.Qwen2Config(vocab_size=64 * -(-V // 64) + 64, tie_word_embeddings=True, **common)
         else:
-            config = transformers.LlamaConfig(vocab_size=V + 64, tie_word_embeddings=False, **common)
+            model_config = transformers.LlamaConfig(vocab_size=V + 64, tie_word_embeddings=False, **common)
         torch.manual_seed(0)
-        model = transformers.AutoModelForCausalLM.from_config(config)
+        model = transformers.AutoModelForCausalLM.from_config(model_config)
         dirs[name] = str(root / name)
         model.save_pretrained(dirs[name])
         hf_tokenizer.save_pretrained(dirs[name])
@@ -79,7 +81,7 @@ def hf_dirs(tmp_path_factory):
 
 
 def load(hf_dirs, name, **options):
-    policy, tokenizer = models.load_hf(hf_dirs[name], "cpu", chat=name == "qwen", **options)
+    policy, tokenizer = load_hf(hf_dirs[name], "cpu", chat=name == "qwen", **options)
     return policy.eval(), tokenizer
 
 
@@ -216,7 +218,7 @@ def test_bfloat16_autocast_keeps_float32_weights_and_stays_close(hf_dirs):
 # ----------------------------------------------------------------------------- the RL loop and checkpoints
 
 def math_config(tmp_path, hf_dir, *overrides):
-    cfg, _ = train.parse_args([
+    cfg, _ = config.parse_args([
         "--config", TINY, "--run.out_dir", str(tmp_path), "--model.hf", hf_dir, "--model.chat", "true",
         "--task.name", "math", "--task.train_file", SAMPLE, "--task.n_heldout", "8", "--task.max_new_tokens", "12",
         "--sft.steps", "0", "--rl.prompts_per_step", "2", "--rl.responses_per_prompt", "4", "--rl.minibatches", "2",
@@ -230,9 +232,9 @@ def test_two_rl_steps_change_the_weights_and_the_checkpoint_reloads(hf_dirs, tmp
                                                                                        range(len(texts))])
     cfg = math_config(tmp_path, hf_dirs["qwen"])
     device = torch.device("cpu")
-    task = train.build_task(cfg)
-    policy, tokenizer = train.build_policy(cfg, device)
-    reference = train.build_policy(cfg, device)[0]  # as train.train builds it when kl_coef > 0
+    task = config.build_task(cfg)
+    policy, tokenizer = config.build_policy(cfg, device)
+    reference = config.build_policy(cfg, device)[0]  # as train.train builds it when kl_coef > 0
     reference.load_state_dict(policy.state_dict())
     reference.requires_grad_(False).eval()
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
@@ -244,14 +246,14 @@ def test_two_rl_steps_change_the_weights_and_the_checkpoint_reloads(hf_dirs, tmp
     changed = [n for n, p in policy.named_parameters() if not torch.equal(p, before[n])]
     assert len(changed) == len(before), set(before) - set(changed)
 
-    checkpoint = models.save_checkpoint(tmp_path / "run", 2, policy, {"step": 2}, train.config_to_dict(cfg))
-    reloaded = transformers.AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    saved = checkpoint.save_checkpoint(tmp_path / "run", 2, policy, {"step": 2}, dataclasses.asdict(cfg))
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
     for name, tensor in reloaded.state_dict().items():
         assert torch.equal(tensor, policy.model.state_dict()[name]), name
-    _, loaded_policy, loaded_tokenizer, _ = train.load_for_eval(str(tmp_path / "run"))
+    _, loaded_policy, loaded_tokenizer, _ = config.load_for_eval(str(tmp_path / "run"))
     assert loaded_tokenizer.encode_prompt(PROMPTS[0]) == tokenizer.encode_prompt(PROMPTS[0])
     fresh, _ = load(hf_dirs, "qwen")
-    fresh.load_weights(checkpoint)  # the warm start's reload path
+    fresh.load_weights(saved)  # the warm start's reload path
     for name, tensor in fresh.state_dict().items():
         assert torch.equal(tensor, loaded_policy.state_dict()[name]), name
 
@@ -337,7 +339,7 @@ def test_a_missing_model_path_is_a_one_line_error():
     assert cli_error("--config", TINY, "--model.hf", "/nonexistent/model") == \
         "error: model.hf: no model folder at /nonexistent/model"
     with pytest.raises(ValueError, match="no model folder at ./missing/model"):
-        models.load_hf("./missing/model", "cpu")
+        load_hf("./missing/model", "cpu")
 
 
 def test_data_errors_name_the_file_line_and_field(tmp_path):
@@ -351,23 +353,23 @@ def test_data_errors_name_the_file_line_and_field(tmp_path):
     broken.write_text('{"prompt": "1+1?", "answer": "2"}\n\n{"prompt": "2+2?", "answer": \n')
     with pytest.raises(ValueError, match=f"{broken}:3: not valid JSON"):
         tasks.load_math_problems(str(broken))
-    with pytest.raises(train.ConfigError, match="sft.steps: 0"):
-        train.parse_args(["--config", TINY, "--task.name", "math", "--task.train_file", SAMPLE])
+    with pytest.raises(config.ConfigError, match="sft.steps: 0"):
+        config.parse_args(["--config", TINY, "--task.name", "math", "--task.train_file", SAMPLE])
 
 
 def test_chat_formatting_without_a_chat_template_is_a_one_line_error(hf_dirs, tmp_path):
     cfg = math_config(tmp_path, hf_dirs["llama"])  # the base-like model's tokenizer has no template
-    with pytest.raises(train.ConfigError) as error:
-        train.build_policy(cfg, torch.device("cpu"))
+    with pytest.raises(config.ConfigError) as error:
+        config.build_policy(cfg, torch.device("cpu"))
     message = str(error.value)
     assert len(message.splitlines()) == 1 and "no chat template" in message and hf_dirs["llama"] in message
 
 
-@pytest.mark.parametrize("config", ["math_qwen05b.yaml", "math_qwen7b.yaml"])
-def test_math_configs_parse_and_follow_the_paper(config):
-    cfg, _ = train.parse_args(["--config", os.path.join(REPO, "configs", config)])
+@pytest.mark.parametrize("config_file", ["math_qwen05b.yaml", "math_qwen7b.yaml"])
+def test_math_configs_parse_and_follow_the_paper(config_file):
+    cfg, _ = config.parse_args(["--config", os.path.join(REPO, "configs", config_file)])
     assert cfg.task.name == "math" and cfg.model.hf.startswith("Qwen/Qwen2.5-") and cfg.sft.steps == 0
     assert (cfg.rl.eps_low, cfg.rl.eps_high, cfg.rl.kl_coef, cfg.rl.temperature, cfg.rl.lr) == (0.2, 0.28, 0.0, 1.0, 1e-6)
     assert cfg.eval.top_p == 0.95 and cfg.rl.advantage == "passk_analytic"
-    if config == "math_qwen7b.yaml":  # prompt batch 128, 32 rollouts, mini-batch of 32 prompts' worth
+    if config_file == "math_qwen7b.yaml":  # prompt batch 128, 32 rollouts, mini-batch of 32 prompts' worth
         assert (cfg.rl.prompts_per_step, cfg.rl.responses_per_prompt, cfg.rl.minibatches) == (128, 32, 4)

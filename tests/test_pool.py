@@ -1,4 +1,4 @@
-"""The math worker pool: hostile answers scored 0 in parallel with nothing executed, time-outs that
+"""The verifier pool: hostile math answers scored 0 in parallel with nothing executed, time-outs that
 replace only their worker, the memory limit, shutdown, and the optional Math-Verify backend."""
 
 import os
@@ -9,14 +9,22 @@ import time
 
 import pytest
 
+import math_answer
+import pool
 import reward
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fresh_pool():
-    reward.shutdown_pool()
+    pool.shutdown()
     yield
-    reward.shutdown_pool()
+    pool.shutdown()
+
+
+def sleepy(response, gold):
+    """A verifier that takes `response` seconds (a slow answer, to exercise the time limit)."""
+    time.sleep(float(response))
+    return 1.0 if gold == "1" else 0.0
 
 
 SENTINEL = "executed"  # created in the working directory if any answer ever ran
@@ -57,7 +65,7 @@ def hostile_answers(sentinel=SENTINEL):
 
 def test_hostile_answers_score_zero_in_the_pool(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    reward.shutdown_pool()  # workers started from here: they share this working directory
+    pool.shutdown()  # workers started from here: they share this working directory
     sentinel = tmp_path / SENTINEL
     answers = hostile_answers()
     scores = reward.score_batch("math", answers, ["1"] * len(answers), workers=2, timeout_s=10.0)
@@ -70,7 +78,7 @@ def test_hostile_answers_are_refused_by_the_bounds_without_the_pool(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     sentinel = tmp_path / SENTINEL
     for answer in hostile_answers():
-        assert reward.verify("1", answer) is False
+        assert math_answer.verify("1", answer) is False
     assert not sentinel.exists()
 
 
@@ -86,28 +94,28 @@ def test_pool_scores_in_order_and_counts():
 
 
 def test_timeout_scores_zero_and_replaces_only_that_worker():
-    reward.score_batch("math", ["\\boxed{1}"] * 4, ["1"] * 4, workers=2)
-    pids_before = sorted(worker["proc"].pid for worker in reward._pool)
+    pool.score(sleepy, ["0.01"] * 4, ["1"] * 4, workers=2)
+    pids_before = sorted(worker["proc"].pid for worker in pool._pool)
     before = reward.verifier_stats()
-    # test hook: each job sleeps `response` seconds; the 60 s one is killed at the 2 s limit
+    # each job sleeps `response` seconds; the 60 s one is killed at the 2 s limit
     delays = ["0.01", "60", "0.01", "0.01", "0.01"]
-    scores = reward.score_batch("math", delays, ["1"] * len(delays), backend="_sleep", timeout_s=2.0, workers=2)
+    scores = pool.score(sleepy, delays, ["1"] * len(delays), timeout_s=2.0, workers=2)
     assert scores == [1.0, 0.0, 1.0, 1.0, 1.0]
     after = reward.verifier_stats()
     assert after["timeouts"] == before["timeouts"] + 1
     assert after["worker_starts"] == before["worker_starts"] + 1
-    pids_after = sorted(worker["proc"].pid for worker in reward._pool)
+    pids_after = sorted(worker["proc"].pid for worker in pool._pool)
     assert len(set(pids_before) & set(pids_after)) == 1          # the other worker survived
     assert reward.score_batch("math", ["\\boxed{2}"], ["2"], workers=2) == [1.0]
 
 
 def test_a_crashed_worker_scores_zero_and_is_replaced():
-    reward.score_batch("math", ["1", "1"], ["1", "1"], workers=2)
+    pool.score(sleepy, ["0.01", "0.01"], ["1", "1"], workers=2)
     before = reward.verifier_stats()
 
     def kill_the_worker_on_job_1():
         for _ in range(200):
-            for worker in list(reward._pool):
+            for worker in list(pool._pool):
                 if worker["jobs"] and worker["jobs"][0] == 1:
                     os.kill(worker["proc"].pid, signal.SIGKILL)
                     return
@@ -115,29 +123,28 @@ def test_a_crashed_worker_scores_zero_and_is_replaced():
 
     killer = threading.Thread(target=kill_the_worker_on_job_1)
     killer.start()
-    scores = reward.score_batch("math", ["0.01", "30", "0.01", "0.01"], ["1"] * 4, backend="_sleep",
-                                timeout_s=60.0, workers=2)
+    scores = pool.score(sleepy, ["0.01", "30", "0.01", "0.01"], ["1"] * 4, timeout_s=60.0, workers=2)
     killer.join()
     assert scores == [1.0, 0.0, 1.0, 1.0]
     after = reward.verifier_stats()
     assert after["crashes"] == before["crashes"] + 1 and after["timeouts"] == before["timeouts"]
-    assert len(reward._pool) == 2 and all(worker["proc"].poll() is None for worker in reward._pool)
+    assert len(pool._pool) == 2 and all(worker["proc"].poll() is None for worker in pool._pool)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/limits")
 def test_workers_run_under_a_memory_limit():
     reward.score_batch("math", ["1"], ["1"], workers=1, memory_mb=1536)
-    limits = open(f"/proc/{reward._pool[0]['proc'].pid}/limits").read()
+    limits = open(f"/proc/{pool._pool[0]['proc'].pid}/limits").read()
     line = next(line for line in limits.splitlines() if line.startswith("Max address space"))
     assert str(1536 * 1024 * 1024) in line
 
 
 def test_shutdown_stops_every_worker():
     reward.score_batch("math", ["1", "2"], ["1", "2"], workers=2)
-    processes = [worker["proc"] for worker in reward._pool]
-    reward.shutdown_pool()
-    assert reward._pool == [] and all(process.poll() is not None for process in processes)
-    reward.shutdown_pool()                                        # twice is fine
+    processes = [worker["proc"] for worker in pool._pool]
+    pool.shutdown()
+    assert pool._pool == [] and all(process.poll() is not None for process in processes)
+    pool.shutdown()                                        # twice is fine
 
 
 def test_math_verify_backend_missing_is_one_clear_line(monkeypatch):

@@ -1,0 +1,496 @@
+"""The config: one dataclass per section, a docstring under every field, and the builders that turn
+a config into a task and a policy.
+
+    cfg, config_path = config.parse_args(["--config", "configs/maze.yaml", "--rl.k", "8"])
+    task, (policy, tokenizer) = config.build_task(cfg), config.build_policy(cfg, device)
+
+A config file is YAML with one mapping per section (`run`, `model`, `task`, `sft`, `rl`, `eval`,
+`reward`); a top-level `base: other.yaml` applies another file first. Every field can be overridden
+on the command line (`--section.key value`, the value read as YAML); `--help` lists every field with
+its docstring. A bad config (an unknown section or key, a value of the wrong type or out of range,
+an inconsistent combination) is a `ConfigError` whose one-line message names the key and the problem,
+raised before anything is built.
+
+train.py, eval.py and experiments.py all read their config here; nothing here imports them.
+"""
+import ast
+import dataclasses
+import difflib
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import yaml
+
+import advantage
+import distributed
+import hf_policy
+import tasks
+from checkpoint import resolve_checkpoint
+from model import GPT, GPTConfig
+from tokenizer import CharTokenizer
+
+# ----------------------------------------------------------------------------- the config, a dataclass per section
+
+@dataclass
+class RunConfig:
+    name: str = "maze"
+    """run directory name: outputs go to <out_dir>/<name>/"""
+    out_dir: str = "runs"
+    """where run directories (and the warm-start cache, _warmstart/) live"""
+    seed: int = 0
+    """run seed: problems, sampling and mini-batch order all derive from it"""
+    device: str = "auto"
+    """cuda, mps or cpu; auto picks the first available"""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)"""
+    checkpoint_every: int = 50
+    """RL steps between checkpoints (the last step always saves)"""
+    keep_checkpoints: int = 2
+    """checkpoints kept per run (older ones are deleted)"""
+    resume: bool = False
+    """continue from runs/<name>/latest (also: --resume)"""
+    progress: bool = True
+    """show a tqdm progress bar"""
+    distributed: str = "auto"
+    """under torchrun: ddp (whole model per rank), fsdp (FSDP2 shards; model.hf only), auto (fsdp for model.hf)"""
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 4
+    """tiny GPT: transformer blocks"""
+    n_head: int = 4
+    """tiny GPT: attention heads"""
+    n_embd: int = 128
+    """tiny GPT: width"""
+    block_size: int = 512
+    """tiny GPT: longest prompt + response"""
+    tie_embeddings: bool = True
+    """tiny GPT: LM head shares the token embedding"""
+    init: str = ""
+    """checkpoint directory to start RL from; skips the warm start"""
+    hf: str = ""
+    """Hugging Face causal LM (Hub name or local folder) instead of the tiny GPT, e.g. Qwen/Qwen2.5-0.5B-Instruct"""
+    chat: bool = False
+    """hf: format prompts with the tokenizer's chat template (instruct models); false = plain text (base models)"""
+    system_prompt: str = ""
+    """hf, chat: system message before the prompt ("" = none, or the template's own default)"""
+    dtype: str = "auto"
+    """hf: compute dtype: auto (bf16 autocast on CUDA, float32 elsewhere), bfloat16 or float32; weights stay float32"""
+    gradient_checkpointing: bool = False
+    """hf: recompute activations in the backward pass (less memory, about a third more compute)"""
+    compile: bool = False
+    """hf: torch.compile the transformer of the log-prob forward (training)"""
+    decode: str = "dynamic"
+    """hf sampler cache: dynamic (DynamicCache), static (preallocated StaticCache), compiled (static + compiled step)"""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "maze"
+    """maze, countdown, arithmetic or math (problems from task.train_file)"""
+    min_size: int = 5
+    """maze: smallest grid side (odd sizes are used)"""
+    max_size: int = 9
+    """maze: largest grid side"""
+    loop_frac: float = 0.1
+    """maze: share of inner walls opened after carving (0 = one path only)"""
+    n_numbers: int = 4
+    """countdown: numbers per problem; arithmetic: terms per expression"""
+    max_number: int = 20
+    """countdown / arithmetic: largest number"""
+    seed: int = 0
+    """data seed: the held-out set and the problem streams (the same for every run.seed)"""
+    n_heldout: int = 256
+    """held-out problems (never seen in training)"""
+    max_new_tokens: int = 64
+    """longest response"""
+    train_file: str = ""
+    """math: training problems, a .jsonl or .parquet file"""
+    test_file: str = ""
+    """math: held-out problems ("" = hold out task.n_heldout problems of train_file)"""
+    prompt_field: str = "prompt"
+    """math: the field that holds the problem text"""
+    answer_field: str = "answer"
+    """math: the field that holds the gold answer"""
+    template: str = "math"
+    """math: prompt template: math (MATH-style), gsm8k (word problems) or plain (the text as it is)"""
+
+
+@dataclass
+class SFTConfig:
+    steps: int = 600
+    """warm-start optimizer steps (0 = no warm start)"""
+    batch_size: int = 64
+    """demonstrations per step"""
+    lr: float = 1e-3
+    """peak learning rate (linear warmup, cosine decay to 10 %)"""
+    warmup: int = 50
+    """warmup steps"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    buckets: int = 4
+    """each batch runs in this many chunks of similar prompt length (less padding)"""
+
+
+@dataclass
+class RLConfig:
+    steps: int = 100
+    """RL steps"""
+    prompts_per_step: int = 32
+    """B: prompts sampled per step (the global batch, whatever the number of ranks)"""
+    responses_per_prompt: int = 16
+    """N: responses per prompt"""
+    advantage: str = "passk_analytic"
+    """estimator in advantage.ESTIMATORS (grpo, passk_full, passk_bootstrap, passk_analytic, ...)"""
+    k: int = 4
+    """k of the Pass@k estimators (1 <= k < N)"""
+    n_groups: int = 0
+    """passk_bootstrap: groups drawn per prompt (0 = N)"""
+    schedule: list = field(default_factory=list)
+    """phases [{until_step, advantage, k}, ...]; empty = one phase from advantage and k"""
+    lr: float = 1e-4
+    """AdamW learning rate"""
+    warmup: int = 5
+    """linear lr warmup, in RL steps"""
+    lr_schedule: str = "constant"
+    """after the warmup: constant, or cosine (decay to 10 % of rl.lr at rl.steps)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    adam_beta2: float = 0.95
+    """AdamW beta2 (the warm start uses 0.95)"""
+    epochs: int = 1
+    """passes over each step's samples"""
+    minibatches: int = 4
+    """optimizer updates per epoch; each takes an equal random share of every prompt's responses"""
+    micro_batch: int = 0
+    """rows per forward/backward (gradient accumulation); 0 = a whole mini-batch at once"""
+    rollout_prompts: int = 0
+    """prompts per sampling call (their N responses each): bounds the KV cache; 0 = all of a rank's prompts"""
+    eps_low: float = 0.2
+    """PPO clip below 1 (ratio >= 1 - eps_low)"""
+    eps_high: float = 0.28
+    """PPO clip above 1 (clip-higher, DAPO)"""
+    loss_agg: str = "token_mean"
+    """token_mean (over all response tokens of a mini-batch), seq_mean, or constant (sum / rows / max_new_tokens)"""
+    kl_coef: float = 0.0
+    """k3 KL penalty to a frozen copy of the initial policy (0 = no reference model)"""
+    grad_clip: float = 1.0
+    """max gradient norm"""
+    temperature: float = 1.0
+    """sampling temperature (log-probs and entropy use the same)"""
+    top_p: float = 1.0
+    """nucleus sampling during training"""
+    top_k: int = 0
+    """top-k sampling during training (0 = off)"""
+    mask_truncated: bool = False
+    """drop responses without EOS from the loss (default: score them as they are)"""
+    skip_zero_advantage: bool = True
+    """leave prompts whose advantages are all 0 out of the update's forward/backward (same gradient, less compute)"""
+    logprob: str = "fused"
+    """fused (chunked, never holds [tokens, vocab]) or naive (full log_softmax)"""
+
+
+@dataclass
+class EvalConfig:
+    before: bool = True
+    """evaluate the starting policy before RL (the 'warm start' row of the summary)"""
+    every: int = 25
+    """RL steps between held-out evaluations (0 = only before and after RL)"""
+    n_samples: int = 16
+    """samples per held-out problem for pass@k"""
+    n_problems: int = 256
+    """held-out problems evaluated (<= task.n_heldout)"""
+    temperature: float = 1.0
+    """sampling temperature for pass@k"""
+    top_p: float = 1.0
+    """nucleus sampling for pass@k"""
+    ks: list = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    """k values reported (each <= n_samples)"""
+
+
+@dataclass
+class RewardConfig:
+    backend: str = "sympy"
+    """math verifier: sympy (ours) or math_verify (Hugging Face's, if installed)"""
+    workers: int = 2
+    """math verifier worker processes"""
+    timeout_s: float = 5.0
+    """per-answer time limit of the math verifier"""
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the key and the problem, in one line."""
+
+
+PHASE_KEYS = ("until_step", "advantage", "k")
+
+
+# ----------------------------------------------------------------------------- reading it: files, overrides, --help
+
+def parse_args(argv, usage: str = "") -> tuple[Config, str]:
+    """--config FILE, --resume, --help (prints `usage`, then every field), and --section.key VALUE overrides
+    (VALUE parsed as YAML)."""
+    cfg, config_path, overrides, i = Config(), "", {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            print_help(usage)
+            sys.exit(0)
+        if arg == "--resume":
+            overrides.setdefault("run", {})["resume"] = True
+            i += 1
+            continue
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument '{arg}' (overrides look like --rl.k 8)")
+        key, _, value = arg[2:].partition("=")
+        if not value:
+            if i + 1 >= len(argv):
+                raise ConfigError(f"--{key} needs a value")
+            value, i = argv[i + 1], i + 1
+        i += 1
+        if key == "config":
+            config_path = value
+            continue
+        if "." not in key:
+            raise ConfigError(f"unknown option '--{key}' (overrides look like --section.key value)")
+        section, _, name = key.partition(".")
+        overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+    if config_path:
+        load_config_file(cfg, config_path)
+    apply_settings(cfg, overrides, "the command line")
+    validate(cfg)
+    return cfg, config_path
+
+
+def load_config_file(cfg: Config, path: str, seen=()):
+    """Apply a YAML config; a top-level `base: other.yaml` (relative to this file) is applied first."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    if os.path.abspath(path) in seen:
+        raise ConfigError(f"config {path} includes itself through 'base'")
+    with open(path) as f:
+        settings = yaml.safe_load(f) or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections")
+    base = settings.pop("base", None)
+    if base:
+        load_config_file(cfg, os.path.join(os.path.dirname(path), base), seen + (os.path.abspath(path),))
+    apply_settings(cfg, settings, path)
+
+
+def apply_settings(cfg: Config, settings: dict, origin: str):
+    """Apply {section: {key: value}} to cfg; an unknown section or key is an error that names it."""
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for section, values in (settings or {}).items():
+        if section not in sections:
+            raise ConfigError(f"unknown config section '{section}' in {origin}{_suggest(section, sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section '{section}' in {origin} must be a mapping of keys to values")
+        target = sections[section]
+        known = {f.name for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown config key '{section}.{key}' in {origin}{_suggest(key, known)}")
+            setattr(target, key, coerce(f"{section}.{key}", value, getattr(target, key)))
+
+
+def _suggest(name, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def coerce(key: str, value, default):
+    """Check a YAML/CLI value against the type of the field's default."""
+    expected = type(default)
+    if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML reads 1e-3 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if expected is str and value is None:
+        return ""
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def print_help(usage: str = ""):
+    print(usage or __doc__)
+    defaults, docs = dataclasses.asdict(Config()), field_docs()
+    for section, values in defaults.items():
+        print(f"{section}:")
+        for key, value in values.items():
+            print(f"  --{section}.{key} {json.dumps(value)}\n      {docs.get(f'{section}.{key}', '')}")
+
+
+def field_docs() -> dict:
+    """'section.key' -> the docstring under that field in this file (the --help text)."""
+    with open(__file__) as f:
+        tree = ast.parse(f.read())
+    docs = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Config") and node.name != "Config":
+            section = node.name[:-len("Config")].lower()
+            for item, after in zip(node.body, node.body[1:]):
+                documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                if isinstance(item, ast.AnnAssign) and documented:
+                    docs[f"{section}.{item.target.id}"] = after.value.value
+    return docs
+
+
+def config_from_dict(settings: dict, origin: str) -> Config:
+    cfg = Config()
+    apply_settings(cfg, settings, origin)
+    return cfg
+
+
+# ----------------------------------------------------------------------------- checking it
+
+def phases(cfg: Config) -> list[dict]:
+    """The advantage schedule: [{until_step, advantage, k}], the last phase running to the end."""
+    if not cfg.rl.schedule:
+        return [{"until_step": cfg.rl.steps, "advantage": cfg.rl.advantage, "k": cfg.rl.k}]
+    return cfg.rl.schedule
+
+
+def active_phase(cfg: Config, step: int) -> dict:
+    """The first phase whose until_step lies beyond `step` (steps count from 0)."""
+    schedule = phases(cfg)
+    return next((p for p in schedule if step < p["until_step"]), schedule[-1])
+
+
+def validate(cfg: Config):
+    rl, N = cfg.rl, cfg.rl.responses_per_prompt
+    if N < 2:
+        raise ConfigError(f"rl.responses_per_prompt={N}: group advantages need at least 2 responses per prompt")
+    for i, phase in enumerate(phases(cfg)):
+        where = f"rl.schedule[{i}]" if rl.schedule else "rl"
+        if not isinstance(phase, dict) or set(phase) != set(PHASE_KEYS):
+            raise ConfigError(f"{where} must be a mapping with exactly the keys {', '.join(PHASE_KEYS)}, got {phase!r}")
+        if phase["advantage"] not in advantage.ESTIMATORS:
+            raise ConfigError(f"{where}.advantage '{phase['advantage']}' is not an estimator; "
+                              f"known: {', '.join(advantage.ESTIMATORS)}")
+        if not isinstance(phase["k"], int) or not 1 <= phase["k"] < N:
+            raise ConfigError(f"{where}.k={phase['k']} must satisfy 1 <= k < rl.responses_per_prompt={N} "
+                              f"(k = N gives no signal)")
+        if not isinstance(phase["until_step"], int):
+            raise ConfigError(f"{where}.until_step must be an integer, got {phase['until_step']!r}")
+    steps = [p["until_step"] for p in phases(cfg)]
+    if steps != sorted(steps):
+        raise ConfigError(f"rl.schedule until_step values must increase, got {steps}")
+    if N % rl.minibatches:
+        raise ConfigError(f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt={N} "
+                          f"(each mini-batch takes an equal share of every prompt's responses)")
+    if rl.lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"rl.lr_schedule '{rl.lr_schedule}' must be constant or cosine")
+    if rl.loss_agg not in ("token_mean", "seq_mean", "constant"):
+        raise ConfigError(f"rl.loss_agg '{rl.loss_agg}' must be token_mean, seq_mean or constant")
+    if rl.logprob not in ("fused", "naive"):
+        raise ConfigError(f"rl.logprob '{rl.logprob}' must be fused or naive")
+    if cfg.task.name not in tasks.TASKS:
+        raise ConfigError(f"task.name '{cfg.task.name}' is unknown; known: {', '.join(tasks.TASKS)}")
+    if cfg.task.name == "math":
+        validate_math(cfg)
+    if cfg.model.hf:
+        validate_hf(cfg.model)
+    if cfg.run.distributed not in distributed.MODES:
+        raise ConfigError(f"run.distributed '{cfg.run.distributed}' must be one of {', '.join(distributed.MODES)}")
+    if cfg.run.distributed == "fsdp" and not cfg.model.hf:
+        raise ConfigError("run.distributed: fsdp shards Hugging Face models (model.hf); the tiny GPT uses ddp")
+    if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
+        raise ConfigError(f"model.init: no checkpoint at {cfg.model.init}")
+    bad_ks = [k for k in cfg.eval.ks if not isinstance(k, int) or not 1 <= k <= cfg.eval.n_samples]
+    if bad_ks:
+        raise ConfigError(f"eval.ks {bad_ks} must lie in 1..eval.n_samples={cfg.eval.n_samples}")
+    if cfg.eval.n_problems > cfg.task.n_heldout:
+        raise ConfigError(f"eval.n_problems={cfg.eval.n_problems} exceeds task.n_heldout={cfg.task.n_heldout}")
+
+
+def validate_math(cfg: Config):
+    t = cfg.task
+    for key, path in (("task.train_file", t.train_file), ("task.test_file", t.test_file)):
+        if (path or key == "task.train_file") and not os.path.isfile(path):
+            raise ConfigError(f"{key}: no math data file at '{path}'")
+    if t.template not in tasks.MATH_TEMPLATES:
+        raise ConfigError(f"task.template '{t.template}' is unknown; known: {', '.join(tasks.MATH_TEMPLATES)}")
+    if cfg.sft.steps > 0:
+        raise ConfigError("task.name=math has no demonstrations for a warm start: set sft.steps: 0 "
+                          "(and start from a pretrained model.hf)")
+
+
+def validate_hf(m: ModelConfig):
+    try:  # the same check load_hf makes, here before anything is built
+        hf_policy.check_options(m.hf, m.dtype, m.decode)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+# ----------------------------------------------------------------------------- building the pieces
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def build_task(cfg: Config):
+    """The task of task.name (tasks.TASKS); a bad data file or a task too small is a one-line ConfigError."""
+    try:
+        return tasks.TASKS[cfg.task.name](cfg.task)
+    except ValueError as err:  # the message names the file, line and field, or the setting to change
+        raise ConfigError(str(err)) from None
+
+
+def build_policy(cfg: Config, device, checkpoint=None):
+    """(policy, tokenizer): the tiny GPT or, with model.hf, a Hugging Face model; fresh or from a checkpoint."""
+    m = cfg.model
+    if m.hf:  # an HF checkpoint is a save_pretrained folder: it loads like the original model
+        try:
+            return hf_policy.load_hf(checkpoint or m.hf, device, chat=m.chat, system_prompt=m.system_prompt,
+                                  dtype=m.dtype, gradient_checkpointing=m.gradient_checkpointing,
+                                  compile=m.compile, decode=m.decode)
+        except ValueError as err:  # a missing model or a tokenizer without a chat template: one line
+            raise ConfigError(str(err)) from None
+    tokenizer = CharTokenizer()
+    if checkpoint:
+        return GPT.from_weights(checkpoint, device), tokenizer
+    gpt_config = GPTConfig(vocab_size=64 * math.ceil(tokenizer.vocab_size / 64), block_size=m.block_size,
+                                  n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, tie_embeddings=m.tie_embeddings)
+    return GPT(gpt_config).to(device), tokenizer
+
+
+def load_for_eval(path: str):
+    """(cfg, policy, tokenizer, task) from a checkpoint directory, for eval.py."""
+    path = resolve_checkpoint(path)
+    config_file = os.path.join(path, "config.yaml")
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"no checkpoint at {path} (config.yaml missing)")
+    with open(config_file) as f:
+        cfg = config_from_dict(yaml.safe_load(f), config_file)
+    policy, tokenizer = build_policy(cfg, pick_device(cfg.run.device), checkpoint=path)
+    return cfg, policy, tokenizer, build_task(cfg)
+
+
+def reward_options(cfg: Config) -> dict:
+    return {"backend": cfg.reward.backend, "workers": cfg.reward.workers, "timeout_s": cfg.reward.timeout_s} \
+        if cfg.task.name == "math" else {}

@@ -1,0 +1,304 @@
+"""Hugging Face causal LMs as passk policies: the adapter, its loader, its decode state and its tokenizer.
+
+`load_hf(source, device, ...)` (`model.hf` in the config) returns an `HFPolicy` and an `HFTokenizer`
+with the interfaces of model.GPT and tokenizer.CharTokenizer, so rollout.py, train.py and eval.py run
+any `transformers` causal LM (Qwen2.5, Llama) unchanged.
+
+HFPolicy: transformers' own cache objects (DynamicCache, or a preallocated StaticCache with an
+optional torch.compile'd one-token step, gpt-fast style), position_ids for left padding, float32
+master weights with bf16 autocast compute, and the log-prob forward from the base model's last
+hidden states and the LM head's weight (logprob.head_logprobs), so no [tokens, vocab] logits tensor
+is ever built. Left out: models whose head has a bias, a logit scale or soft-capping, sliding-window
+layers in the static cache, tensor parallelism.
+
+HFTokenizer: the chat template (system + user message -> the assistant turn to complete) when asked,
+a plain prompt for base models, every end-of-turn id as EOS (`<|im_end|>`, `<|eot_id|>`, eos_token,
+the model's generation config), and vocab_size = len(tokenizer), so the ids of a padded embedding
+table (Qwen's has more rows than its tokenizer has tokens) are never sampled. Left out: tool calls,
+multi-turn prompts, and few-shot examples inside the chat (a task writes them into its prompt text).
+"""
+import inspect
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from logprob import head_logprobs
+
+HF_DECODE_MODES = ("dynamic", "static", "compiled")
+DTYPES = ("auto", "float32", "bfloat16")
+STATIC_CACHE_ROUNDING = 256  # static cache slots come in multiples of this (fewer recompiles)
+
+
+def looks_like_path(source: str) -> bool:
+    """A Hub id is 'name' or 'org/name'; anything else (/abs, ./rel, a/b/c, ~) is meant as a folder."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep != "/" and os.sep in source
+
+
+def check_options(source: str, dtype: str, decode: str):
+    """model.hf, model.dtype and model.decode, checked before anything loads: a ValueError that names the key."""
+    if looks_like_path(source) and not os.path.isdir(os.path.expanduser(source)):
+        raise ValueError(f"model.hf: no model folder at {source}")
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype '{dtype}' must be one of {', '.join(DTYPES)}")
+    if decode not in HF_DECODE_MODES:
+        raise ValueError(f"model.decode '{decode}' must be one of {', '.join(HF_DECODE_MODES)}")
+
+
+def load_hf(source: str, device, *, chat=False, system_prompt="", dtype="auto", gradient_checkpointing=False,
+            compile=False, decode="dynamic"):
+    """(HFPolicy, HFTokenizer) from a Hub name or a local folder (a passk checkpoint of an HF run is one).
+
+    Weights load in float32 whatever the checkpoint's dtype: they are the optimizer's master copy.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_options(source, dtype, decode)
+    if os.path.isdir(os.path.expanduser(source)):
+        source = os.path.expanduser(source)
+    try:
+        hf_tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except OSError as err:  # not on the Hub (or offline): transformers explains in a paragraph
+        raise ValueError(f"model.hf: cannot load '{source}': not a local folder, and the Hugging Face Hub "
+                         f"did not provide it ({str(err).splitlines()[0][:160]})") from None
+    policy = HFPolicy(model.to(device), hf_tokenizer, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
+                      compile=compile, decode=decode)
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    tokenizer = HFTokenizer(hf_tokenizer, chat=chat, system_prompt=system_prompt, name=source,
+                            extra_eos_ids=eos if isinstance(eos, list) else [eos] if eos is not None else [],
+                            max_vocab=policy.lm_head.weight.shape[0])
+    return policy, tokenizer
+
+
+@dataclass
+class HFDecodeState:
+    """What decode needs besides transformers' cache: every row's mask and next RoPE position."""
+    kv: object                     # transformers DynamicCache or StaticCache
+    attention_mask: torch.Tensor   # [R, slots] long: 1 on real tokens, prompt and generated; 0 on padding
+    next_position: torch.Tensor    # [R] position of the next token (left padding makes it differ per row)
+    length: int                    # columns of attention_mask filled so far
+
+
+class HFPolicy(nn.Module):
+    """A `transformers` causal LM with the GPT's interface: prefill, decode, log-prob forward, checkpoints.
+
+    Weights stay float32 (the master copy the optimizer updates: AdamW at lr 1e-6 on bf16 weights
+    would round most updates away); compute runs under bf16 autocast when `dtype` says so. Left
+    padding is handled with per-row position_ids and the 2-D attention mask, as `generate` does.
+    The log-prob forward takes the base model's last hidden states and the LM head's weight
+    through logprob.head_logprobs, so no [tokens, vocab] logits tensor is ever built.
+    decode: 'dynamic' (DynamicCache, grows by concatenation), 'static' (StaticCache: one
+    preallocated tensor per layer written in place, gpt-fast style) or 'compiled' (static, plus a
+    torch.compile'd one-token step; on CUDA with CUDA graphs).
+    """
+
+    def __init__(self, model, hf_tokenizer=None, *, dtype="auto", gradient_checkpointing=False, compile=False,
+                 decode="dynamic"):
+        super().__init__()
+        check_options("", dtype, decode)
+        head = model.get_output_embeddings()
+        if getattr(head, "bias", None) is not None or getattr(model.config, "final_logit_softcapping", None) \
+                or getattr(model.config, "logit_scale", 1.0) not in (None, 1.0):
+            raise ValueError(f"{type(model).__name__}: an LM head with a bias, a logit scale or soft-capping is "
+                             f"not supported (the log-prob path computes hidden @ weight.T)")
+        self.model = model  # the optimizer's parameters: float32
+        self.hf_tokenizer = hf_tokenizer
+        device = next(model.parameters()).device
+        use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
+        self.compute_dtype = torch.bfloat16 if use_bf16 else torch.float32
+        self.gradient_checkpointing, self.compile, self.decode_mode = gradient_checkpointing, compile, decode
+        if gradient_checkpointing:  # renamed activation_checkpointing_enable in later 5.x releases
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        forward_parameters = inspect.signature(model.base_model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_parameters else "past_key_values"  # renamed in 5.x
+        # compiled callables are kept as plain functions, not submodules, so state_dict keys stay the model's
+        self._backbone = torch.compile(model.base_model.forward) if compile else model.base_model.forward
+        self._decode_step = self._one_token
+        if decode == "compiled":
+            mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs replay the whole step
+            self._decode_step = torch.compile(self._one_token, mode=mode, fullgraph=True)
+
+    @property
+    def lm_head(self):
+        return self.model.get_output_embeddings()
+
+    def _autocast(self):
+        device_type = self.lm_head.weight.device.type
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16)
+
+    def _hidden(self, backbone, input_ids, attention_mask, position_ids, cache=None):
+        """Last hidden states [R, T, d] (after the final norm)."""
+        with self._autocast():
+            return backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            use_cache=cache is not None, **{self._cache_arg: cache}).last_hidden_state
+
+    def forward(self, input_ids, attention_mask, response_mask, *, temperature=1.0, valid_vocab=None,
+                return_entropy=False, fused=True, group_size=1):
+        """Log-prob mode, as GPT.forward: logp [R, L] of the response columns, entropy [R, L] or None.
+
+        group_size > 1 (rows grouped by prompt) runs each prompt once and its responses on a copy of
+        its cache, keeping the gradient graph; with gradient checkpointing or compile every row runs whole.
+        """
+        from transformers import DynamicCache
+
+        L = response_mask.shape[1]
+        positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # [R, T]
+        if group_size == 1 or self.gradient_checkpointing or self.compile:
+            hidden = self._hidden(self._backbone, input_ids, attention_mask, positions)  # [R, T, d]
+            predictors = hidden[:, -L - 1:-1]  # position t predicts token t + 1
+        else:
+            cache = DynamicCache(config=self.model.config)
+            prompt_hidden = self._hidden(self.model.base_model, input_ids[::group_size, :-L],
+                                         attention_mask[::group_size, :-L], positions[::group_size, :-L], cache)
+            cache.batch_repeat_interleave(group_size)
+            response_hidden = self._hidden(self.model.base_model, input_ids[:, -L:], attention_mask,
+                                           positions[:, -L:], cache)  # [R, L, d]
+            predictors = torch.cat([prompt_hidden[:, -1:].repeat_interleave(group_size, dim=0),
+                                    response_hidden[:, :-1]], dim=1)  # [R, L, d]
+        weight = self.lm_head.weight  # [V, d] float32 master
+        # bf16 operands with float32 accumulation (logprob.py); gradients flow back to the float32 weight
+        predictors, weight = predictors.to(self.compute_dtype), weight.to(self.compute_dtype)
+        return head_logprobs(predictors, input_ids[:, -L:], response_mask, weight, temperature, valid_vocab,
+                             return_entropy, fused)
+
+    @torch.no_grad()
+    def prefill(self, prompt_ids, prompt_mask, n_repeat: int, max_new_tokens: int):
+        """The B prompts once (DynamicCache), then each row's cache copied to its n_repeat responses."""
+        from transformers import DynamicCache
+
+        B, P = prompt_ids.shape
+        positions = (prompt_mask.long().cumsum(1) - 1).clamp(min=0)
+        prompt_cache = DynamicCache(config=self.model.config)
+        hidden = self._hidden(self.model.base_model, prompt_ids, prompt_mask, positions, prompt_cache)  # [B, P, d]
+        with self._autocast():
+            logits = self.lm_head(hidden[:, -1]).repeat_interleave(n_repeat, dim=0)  # [B*n, V]
+        R = B * n_repeat
+        attention_mask = torch.zeros(R, P + max_new_tokens, dtype=torch.long, device=prompt_ids.device)
+        attention_mask[:, :P] = prompt_mask.repeat_interleave(n_repeat, dim=0)
+        if self.decode_mode == "dynamic":
+            prompt_cache.batch_repeat_interleave(n_repeat)
+            kv = prompt_cache
+        else:  # capacity rounded up, so that prompts of other lengths reuse the compiled step's shapes
+            capacity = STATIC_CACHE_ROUNDING * math.ceil((P + max_new_tokens) / STATIC_CACHE_ROUNDING)
+            attention_mask = F.pad(attention_mask, (0, capacity - attention_mask.shape[1]))
+            kv = self._static_cache(prompt_cache, n_repeat, capacity)
+        next_position = (positions[:, -1] + 1).repeat_interleave(n_repeat)  # [R]
+        return logits, HFDecodeState(kv, attention_mask, next_position, P)
+
+    def _static_cache(self, prompt_cache, n_repeat, capacity):
+        """A StaticCache for B*n rows and `capacity` slots, its first P slots the prompts' keys and values."""
+        from transformers import StaticCache
+
+        kv = StaticCache(config=self.model.config, max_cache_len=capacity)
+        if any(kv.is_sliding):
+            raise ValueError("model.decode static/compiled supports full-attention models only; use dynamic")
+        for static, dynamic in zip(kv.layers, prompt_cache.layers):
+            keys = dynamic.keys.repeat_interleave(n_repeat, dim=0)  # [B*n, H_kv, P, hd]
+            values = dynamic.values.repeat_interleave(n_repeat, dim=0)
+            # each tensor keeps its own dtype: under bf16 autocast RoPE leaves keys float32, values bf16
+            static.lazy_initialization(keys, values)
+            P = keys.shape[2]
+            static.keys[:, :, :P].copy_(keys)
+            static.values[:, :, :P].copy_(values)
+            static.cumulative_length.fill_(P)  # in place: its address is static (CUDA graphs)
+        return kv
+
+    def _one_token(self, tokens, position_ids, attention_mask, kv):
+        """tokens, position_ids [R, 1]; attention_mask [R, S] -> logits [R, V]: the step compile sees."""
+        hidden = self._hidden(self.model.base_model, tokens, attention_mask, position_ids, kv)  # [R, 1, d]
+        with self._autocast():
+            return self.lm_head(hidden[:, -1])
+
+    @torch.no_grad()
+    def decode(self, tokens, state: HFDecodeState):
+        """tokens [R] -> next-token logits [R, V]; the cache grows (or fills) by one slot."""
+        state.attention_mask[:, state.length] = 1
+        state.length += 1
+        # a static cache sees the whole mask (its shape never changes: one compiled graph); unfilled slots are 0
+        mask = state.attention_mask if self.decode_mode != "dynamic" else state.attention_mask[:, :state.length]
+        logits = self._decode_step(tokens[:, None], state.next_position[:, None], mask, state.kv)
+        state.next_position += 1
+        return logits
+
+    # checkpoint weights: save_pretrained, so a checkpoint is a Hugging Face model folder
+    def save_weights(self, directory):
+        self.model.save_pretrained(directory)
+        if self.hf_tokenizer is not None:
+            self.hf_tokenizer.save_pretrained(directory)
+
+    def load_weights(self, directory):
+        """Weights from a save_pretrained folder (one or several safetensors shards) into this model."""
+        from safetensors.torch import load_file
+
+        files = sorted(f for f in os.listdir(directory) if f.endswith(".safetensors"))
+        if not files:
+            raise ValueError(f"no .safetensors weights in {directory}")
+        state = {}
+        for name in files:
+            state.update(load_file(os.path.join(directory, name), device=str(self.lm_head.weight.device)))
+        own = self.model.state_dict()
+        _, unexpected = self.model.load_state_dict(state, strict=False)
+        loaded = {own[k].data_ptr() for k in state if k in own}
+        missing = [k for k in own if k not in state and own[k].data_ptr() not in loaded]  # tied weights are loaded
+        if missing or unexpected:
+            raise ValueError(f"{directory} does not match the model: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
+
+
+# End-of-turn tokens of common chat formats (Qwen/ChatML, Llama 3, Gemma, Phi): whichever the vocabulary
+# has end a response, besides eos_token, so an instruct model stops where its chat format says.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>")
+
+
+class HFTokenizer:
+    """A `transformers` tokenizer behind passk's interface; `chat` formats prompts with its chat template."""
+
+    def __init__(self, hf_tokenizer, *, chat: bool = False, system_prompt: str = "", extra_eos_ids=(),
+                 name: str = "", max_vocab: int = None):
+        self.hf = hf_tokenizer
+        self.chat, self.system_prompt = chat, system_prompt
+        if chat and not getattr(hf_tokenizer, "chat_template", None):
+            raise ValueError(f"model.chat is on but the tokenizer of {name or 'this model'} has no chat template "
+                             f"(a base model? set model.chat: false)")
+        # ids beyond the embedding table cannot be produced either (max_vocab: the model's rows)
+        self.vocab_size = min(len(hf_tokenizer), max_vocab or len(hf_tokenizer))
+        vocab = hf_tokenizer.get_vocab()
+        candidates = [hf_tokenizer.eos_token_id, *extra_eos_ids] + [vocab.get(t) for t in END_OF_TURN_TOKENS]
+        # the tokenizer's own eos_token first: it ends the demonstrations of a warm start
+        self.eos_ids = list(dict.fromkeys(int(i) for i in candidates if i is not None and 0 <= i < self.vocab_size))
+        self._eos_set = frozenset(self.eos_ids)
+        if not self.eos_ids:
+            raise ValueError(f"the tokenizer of {name or 'this model'} has no EOS token: responses could never end")
+        # padding is always masked out, so any decodable id will do when the tokenizer names none
+        pad = hf_tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None and 0 <= pad < self.vocab_size else self.eos_ids[0]
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def encode_prompt(self, text: str) -> list[int]:
+        if not self.chat:  # base models: the text itself, with BOS where the tokenizer adds one (Llama)
+            return self.hf.encode(text, add_special_tokens=True)
+        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + \
+            [{"role": "user", "content": text}]
+        # the template writes its own BOS and turn markers: render to text, then encode without specials
+        rendered = self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.hf.encode(rendered, add_special_tokens=False)
+
+    def decode(self, ids) -> str:
+        """The response up to (not including) its first EOS; specials and undecodable ids dropped."""
+        kept = []
+        for token in ids:
+            token = int(token)
+            if token in self._eos_set:
+                break
+            if token < self.vocab_size:
+                kept.append(token)
+        return self.hf.decode(kept, skip_special_tokens=True)
