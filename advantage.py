@@ -5,8 +5,8 @@ response, [G, N], which train.py broadcasts over the response's tokens. All are 
 
     advantages = ESTIMATORS[name](rewards, k=k, **extra)
 
-with k keyword-only and `extra` holding those of `prompt_entropy`, `generator`, `n_groups` that
-the function declares. Equation numbers are Chen et al. 2025, "Pass@k Training for Adaptively
+with k keyword-only and `extra` holding those of `prompt_entropy`, `generator`, `n_groups`, `beta`
+and `normalize_std` that the function declares (train.py fills them from the config). Equation numbers are Chen et al. 2025, "Pass@k Training for Adaptively
 Balancing Exploration and Exploitation of Large Reasoning Models" (arXiv 2508.10751):
 
   grpo              Pass@1, Eq. 1-3: (r - mean) / (std + eps), population std.
@@ -20,6 +20,10 @@ Balancing Exploration and Exploitation of Large Reasoning Models" (arXiv 2508.10
   entropy_adaptive  Sec. 4.2.3: Pass@1 for the higher-entropy half of the batch, Pass@k for the rest.
   pkpo              Walder & Karkhanis 2025 (arXiv 2505.15201), Eq. 33: unbiased pass@k / max@k
                     gradient weights with the "leave-one-out minus one" baseline, binary or continuous.
+  best_of_n         Tang et al. 2025 (arXiv 2503.19595), verl's grpo_passk: only the best response of a
+                    group gets r_max - r_second_max (the pass@k objective at k = N); ignores k.
+  rs_grpo           Risk-Sensitive GRPO (Jiang et al. 2025, arXiv 2509.24261): the advantage of the
+                    exponential utility (1/beta) log E[exp(beta r)], between the mean and the max; ignores k.
 
 plus `eta` (Sec. 4.1: the sum of |advantages| over a prompt's responses) and `eta_curve`;
 `python advantage.py` draws the paper's Fig. 9 (eta against rollout accuracy, N = 32) to docs/eta.png.
@@ -32,7 +36,7 @@ Choices every estimator shares:
 - Work is done in float64 (float32 on MPS, which has none). The result is float64 for float64
   rewards and float32 for everything else: bfloat16 and float16 rewards give float32 advantages,
   because a 8-bit mantissa would round 0.27735 to 0.2773 and break the zero sum of a row.
-- Pass@k estimators need 0/1 rewards and say so; pkpo is the one for continuous rewards.
+- Pass@k estimators need 0/1 rewards and say so; pkpo, best_of_n and rs_grpo also take continuous rewards.
 
 Left out on purpose: value functions and GAE (outcome rewards only), reward shaping, the loss and
 the k / estimator schedule (train.py), and gathering entropies across ranks (train.py does that
@@ -207,8 +211,9 @@ def _passk_table(n, k, eps, device, dtype):
     sigma_group = torch.sqrt(mean_group * all_wrong)                               # Eq. 12
     # C(N_neg - 1, k - 1) / C(N - 1, k - 1): the share of a wrong response's groups that are all wrong
     q = torch.exp(_log_binom(n_neg - 1, k - 1, log_factorial) - _log_binom(n_all - 1, k - 1, log_factorial))
-    adv_pos = (1 - mean_group) / (sigma_group + eps)                               # Eq. 14
-    adv_neg = (1 - mean_group - q) / (sigma_group + eps)                           # Eq. 15
+    # 1 - R_group is all_wrong itself: written as 1 - (1 - all_wrong), it cancels in float32 (MPS) when all_wrong is tiny
+    adv_pos = all_wrong / (sigma_group + eps)                                      # Eq. 14
+    adv_neg = (all_wrong - q) / (sigma_group + eps)                                # Eq. 15
     signal = (n_neg >= k) & (n_neg < n)  # some group fails and some group succeeds
     return torch.where(signal, adv_pos, 0.0), torch.where(signal, adv_neg, 0.0)
 
@@ -313,6 +318,50 @@ def pkpo(rewards, *, k, baseline=True):
     return _output(torch.empty_like(weights).scatter_(-1, order, weights), rewards)
 
 
+# ----------------------------------------------------------------------------- methods from other papers
+
+def best_of_n(rewards, *, k, normalize_std=False, eps=1e-6):
+    """Best-of-N (Tang et al. 2025, arXiv 2503.19595; verl's `grpo_passk`): the pass@k objective at k = N.
+
+    Only the best response of a prompt's group gets a nonzero advantage, r_max - r_second_max; every
+    other response gets exactly 0, and a tie at the top gives a row of zeros (then no single response
+    is what made the group succeed). For 0/1 rewards a prompt carries signal only when exactly one of
+    its N responses is right. normalize_std divides by the group's Bessel-corrected std plus eps, as
+    verl does by default (norm_adv_by_std_in_grpo); off by default here, which is the paper's estimator
+    and equals pkpo(k=N) with its leave-one-out baseline. k is ignored (the group is all N responses).
+    """
+    r = _check(rewards, k, "best_of_n", binary=False, eps=eps)
+    n = r.shape[1]
+    if n < 2:
+        raise ValueError("best_of_n needs at least 2 responses per prompt")
+    top2 = r.topk(2, dim=-1)                                                        # values, indices [G, 2]
+    lead = top2.values[:, 0] - top2.values[:, 1]                                    # [G], 0 on a tie at the top
+    if normalize_std:
+        lead = lead / (r.std(dim=-1) + eps)                                          # Bessel-corrected, as torch.std
+    adv = torch.zeros_like(r).scatter_(1, top2.indices[:, :1], lead[:, None])
+    return _output(adv, rewards)
+
+
+def rs_grpo(rewards, *, k, beta=2.0):
+    """Risk-Sensitive GRPO (Jiang et al. 2025, arXiv 2509.24261): the advantage of the exponential utility.
+
+    The objective (1/beta) log E[exp(beta r)] moves from the mean reward (beta -> 0) towards the max
+    (beta -> +inf); its policy gradient, with the expectation estimated by the prompt's N responses, has
+        A_i = (1/beta) * (exp(beta r_i) / mean_j exp(beta r_j) - 1),
+    computed here as expm1(beta (r_i - s)) / beta with s = (1/beta)(logsumexp(beta r) - log N), which is
+    stable for large beta. beta = 0 is its limit, r_i - mean (dr_grpo). The advantages of a prompt sum
+    to 0; rows with every reward equal give exactly 0. k is ignored. The authors recommend beta = 2.
+    """
+    r = _check(rewards, k, "rs_grpo", binary=False)
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta):
+        raise ValueError(f"rs_grpo: beta must be a finite number, got {beta!r}")
+    spread = r.amax(-1, keepdim=True) > r.amin(-1, keepdim=True)
+    if beta == 0:
+        return _output(torch.where(spread, r - r.mean(-1, keepdim=True), 0.0), rewards)
+    soft = (torch.logsumexp(beta * r, dim=-1, keepdim=True) - math.log(r.shape[1])) / beta   # [G, 1]
+    return _output(torch.where(spread, torch.expm1(beta * (r - soft)) / beta, 0.0), rewards)
+
+
 ESTIMATORS = {
     "grpo": grpo,
     "dr_grpo": dr_grpo,
@@ -324,6 +373,8 @@ ESTIMATORS = {
     "passk_exceeding": passk_exceeding,
     "entropy_adaptive": entropy_adaptive,
     "pkpo": pkpo,
+    "best_of_n": best_of_n,
+    "rs_grpo": rs_grpo,
 }
 
 

@@ -146,11 +146,15 @@ class RLConfig:
     responses_per_prompt: int = 16
     """N: responses per prompt"""
     advantage: str = "passk_analytic"
-    """estimator in advantage.ESTIMATORS (grpo, passk_full, passk_bootstrap, passk_analytic, ...)"""
+    """estimator in advantage.ESTIMATORS (grpo, passk_full, passk_bootstrap, passk_analytic, best_of_n, rs_grpo, ...)"""
     k: int = 4
-    """k of the Pass@k estimators (1 <= k < N)"""
+    """k of the Pass@k estimators (1 <= k < N); grpo, best_of_n (its group is all N) and rs_grpo ignore it"""
     n_groups: int = 0
     """passk_bootstrap: groups drawn per prompt (0 = N)"""
+    rs_beta: float = 2.0
+    """rs_grpo: risk sensitivity of (1/beta) log E[exp(beta r)]: 0 is the mean reward, larger moves towards the max"""
+    best_of_n_std: bool = False
+    """best_of_n: divide by the group's Bessel std as verl's grpo_passk does by default (false: the paper's estimator)"""
     schedule: list = field(default_factory=list)
     """phases [{until_step, advantage, k}, ...]; empty = one phase from advantage and k"""
     lr: float = 1e-4

@@ -16,7 +16,8 @@ The CLI reports pass@k for every k up to n with a 95 % interval from a bootstrap
 problems (the sampling noise of n samples per problem is inside it too, as each resampled
 problem keeps its own c), as a table (passk.md, passk.json) and a plot (passk_curve.png).
 With several checkpoints (one per seed) it reports their mean and a 95 % t-interval over
-seeds instead (`seed_interval`); `welch_interval` compares two recipes' seeds.
+seeds instead (`seed_interval`); `paired_interval` compares two recipes run with the same seeds,
+`welch_interval` two recipes' unpaired seeds.
 """
 import argparse
 import json
@@ -245,6 +246,20 @@ def seed_interval(values, level: float = 0.95) -> dict:
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = t_quantile((1 + level) / 2, n - 1) * std / math.sqrt(n)
     return {"mean": mean, "half": half, "low": mean - half, "high": mean + half, "n": n}
+
+
+def paired_interval(a, b, level: float = 0.95) -> dict:
+    """Interval of the mean of the paired differences a[i] - b[i] (two arms' runs of the same seeds):
+    mean(d) ± t_{(1+level)/2, n-1} s_d / sqrt(n), s_d the sample std of the differences.
+
+    Pairing removes what the two runs of a seed share (the prompt stream, the sampling seeds). Fewer
+    than 2 pairs: low, high and half are nan.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_interval needs two equal, non-empty lists, got {len(a)} and {len(b)} values")
+    interval = seed_interval([x - y for x, y in zip(a, b)], level)
+    return {"diff": interval["mean"], "low": interval["low"], "high": interval["high"], "half": interval["half"],
+            "n": len(a)}
 
 
 def welch_interval(a, b, level: float = 0.95) -> dict:

@@ -1,24 +1,34 @@
 """The paper in miniature: a seeded, side-by-side study of Pass@1 and Pass@k training on mazes.
 
-    python experiments.py --config configs/maze.yaml                 # core arms x 3 seeds -> RESULTS.md
+    python experiments.py --config configs/maze.yaml                 # core arms x 6 seeds -> RESULTS.md
     python experiments.py --config configs/maze.yaml --extended      # + the Sec. 4 designs and k = 2, 8
-    python experiments.py --config configs/maze.yaml --steps 40 --seeds 5 --jobs 2 --out runs/study
+    python experiments.py --config configs/maze.yaml --commit        # commit each finished run's result
+    python experiments.py --config configs/maze.yaml --device cuda --jobs 16 --pack study.tar.gz   # one GPU
+    python experiments.py --config configs/maze.yaml --report-only   # RESULTS.md from the stored results alone
     python experiments.py --config configs/tiny.yaml --arms pass1,passk_analytic --seeds 1 --steps 2 \\
         --eval-problems 4 --eval-samples 8 --out /tmp/study --results /tmp/study/RESULTS.md
 
 The study (Chen et al. 2025, arXiv 2508.10751; the claims are the numbered CLAIMS below):
 1. Warm start once: train.py's own `warm_start` on the config (cached in <out>/../_warmstart/,
    with --run.threads threads), or --model.init CKPT. Every arm and seed starts RL from that one
-   checkpoint, so the seed interval measures RL's variability, not the warm start's.
+   checkpoint, so the seed interval measures RL's variability, not the warm start's, and the
+   verdicts hold for that one warm start.
 2. Arms differ only in the advantage: the same steps, prompts per step, N = 16 responses per
    prompt, learning rate and everything else. Core: pass1 (grpo, Eq. 1-3), passk_full (Alg. 1),
    passk_bootstrap (Alg. 2), passk_analytic (Eq. 11-15), passk_then_pass1 (passk_analytic for the
-   first half of the steps, then grpo); k = 4. Extended (--extended): passk_combined (Eq. 18),
-   entropy_adaptive (Sec. 4.2.3), passk_analytic with k = 2 and k = 8. No arm is tuned on its own.
+   first half of the steps, then grpo); k = 4; and the methods researchers compare against:
+   best_of_n (Tang et al. 2025) and rs_grpo (Risk-Sensitive GRPO, beta = 2). Extended (--extended):
+   passk_combined (Eq. 18), entropy_adaptive (Sec. 4.2.3), passk_analytic with k = 2 and k = 8.
+   No arm is tuned on its own. Runs are paired: seed s of every arm starts from the same warm start
+   and sees the same prompt stream and sampling seeds (keyed by run seed, step and prompt index), so
+   the per-seed difference between two arms removes the noise the arms share.
    Each (arm, seed) is one subprocess (`python experiments.py --job ...`, single-threaded) that
-   trains with train.train, then evaluates; --jobs of them run side by side. A finished run has
-   study_eval.json and is skipped; an interrupted one continues from its checkpoint (--resume);
-   a run directory made with other settings (study_job.json) is an error, never silently reused.
+   trains with train.train, then evaluates; --jobs of them run side by side (on one GPU too, with
+   --device cuda). A finished run's small result (its evaluation, the metrics the report needs, the
+   machine it ran on) goes to --results-dir (results/study beside RESULTS.md), and with --commit into
+   git, one commit per run; a run whose result is stored is skipped, so a sweep continues on a fresh
+   clone where runs/ is gone. An interrupted run continues from its checkpoint (--resume); a run
+   directory or a stored result made with other settings is an error, never silently reused.
    Any --section.key value override (train.py's) applies to the warm start and every run.
 3. Measurements. After training, on held-out mazes at the training sizes and at the next odd size
    above them (generalisation): pass@k for k = 1..32 from 32 samples per maze at temperature 1.0,
@@ -28,24 +38,29 @@ The study (Chen et al. 2025, arXiv 2508.10751; the claims are the numbered CLAIM
    Over training (train.py's metrics.jsonl): train/reward, train/entropy, train/wrong_distinct_frac
    (distinct answers among wrong responses, the paper's measure of exploration),
    train/all_agree_frac and the in-training held-out eval/pass@1.
-4. RESULTS.md: the command, wall time and git revision; per arm mean and 95 % interval over seeds
-   (Student t; with one seed, a bootstrap over mazes instead); the plots; and a verdict per claim
-   by the rule in `judge`: a claim "A beats B" compares the means over seeds with the 95 % Welch
-   interval of their difference; confirms when the interval lies above 0, refutes when it lies
-   below 0, cannot tell when it holds 0, when an arm was not run, or with fewer than 2 seeds.
+4. RESULTS.md (study_report.py): the command, wall time, git revision and machines; per arm mean
+   and 95 % interval over seeds (Student t; with one seed, a bootstrap over mazes instead); the
+   plots; and a verdict per claim by the rule in `study_report.judge`: a claim "A beats B" takes the
+   mean of the per-seed differences A - B with its 95 % paired t-interval (Welch's unpaired interval
+   is shown beside it); confirms when the interval lies above 0, refutes when it lies below 0, and
+   cannot tell when it holds 0 (then its half-width is the smallest effect the design could see),
+   when an arm was not run, or with fewer than 2 common seeds.
 
 Left out on purpose: any per-arm tuning, early stopping, and a correction for the several claims
-tested at once (each verdict stands alone; with 3 seeds only large effects can show).
+tested at once (each verdict stands alone).
 """
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import math
 import os
+import platform
 import shlex
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 
@@ -56,7 +71,7 @@ import tasks
 import train
 from checkpoint import latest_checkpoint, resolve_checkpoint, write_atomic
 from config import ConfigError, build_policy, build_task, load_for_eval, parse_args, pick_device
-from study_report import EVAL_FILE, mean_pass_at_k, write_report
+from study_report import EVAL_FILE, RESULT_FILE, TRAIN_METRICS, git_state, mean_pass_at_k, write_report
 
 # ----------------------------------------------------------------------------- the study's knobs
 # Sizing, from single-thread CPU seconds of one run on configs/maze.yaml (B = 32 prompts, N = 16; a
@@ -69,8 +84,8 @@ from study_report import EVAL_FILE, mean_pass_at_k, write_report
 N_RESPONSES = 16        # N: responses per prompt in every arm (k = 4 needs >= 4 wrong of 16 for any signal)
 K = 4                   # k of the Pass@k arms (the paper's smallest)
 EXTENDED_KS = (2, 8)    # the extended arms' other k, closed form (claim 5)
-STEPS = 40              # RL steps per run: fixed, never a time budget
-SEEDS = 3               # seeds per arm
+STEPS = 60              # RL steps per run: fixed, never a time budget
+SEEDS = 6               # seeds per arm
 JOBS = 2                # runs side by side, one CPU thread each
 EVAL_PROBLEMS = 100     # held-out mazes per set (training sizes; one size larger)
 EVAL_SAMPLES = 32       # samples per held-out maze (the paper's 32): pass@k for k = 1..32
@@ -81,7 +96,7 @@ TRAIN_EVAL_PROBLEMS = 64
 TRAIN_EVAL_SAMPLES = 4
 CHECKPOINT_EVERY = 10   # RL steps between checkpoints: what an interrupted run loses at most
 
-CORE_ARMS = ("pass1", "passk_full", "passk_bootstrap", "passk_analytic", "passk_then_pass1")
+CORE_ARMS = ("pass1", "passk_full", "passk_bootstrap", "passk_analytic", "passk_then_pass1", "best_of_n", "rs_grpo")
 EXTENDED_ARMS = ("passk_combined", "entropy_adaptive", *(f"passk_analytic_k{k}" for k in EXTENDED_KS))
 ARM_DOCS = {
     "pass1": "Pass@1 training: grpo (Eq. 1-3)",
@@ -90,6 +105,8 @@ ARM_DOCS = {
     "passk_analytic": f"Pass@{K}, closed form (Alg. 3, Eq. 11-15)",
     "passk_then_pass1": f"Pass@{K} closed form for the first half of the steps, then Pass@1 (Table 2)",
     "passk_combined": f"Pass@{K} combined with Pass@1 (Eq. 18)",
+    "best_of_n": "Best-of-N (Tang et al. 2025; verl's grpo_passk): only a group's best response, r_max - r_second",
+    "rs_grpo": "Risk-Sensitive GRPO (Jiang et al. 2025), beta = 2: (1/beta) log E[exp(beta r)]",
     "entropy_adaptive": f"Pass@1 for the higher-entropy half of a batch, Pass@{K} for the rest (Sec. 4.2.3)",
     **{f"passk_analytic_k{k}": f"Pass@{k}, closed form" for k in EXTENDED_KS},
 }
@@ -115,6 +132,13 @@ CLAIMS = [
      [("passk_combined", "passk_analytic", f"in_dist/pass@{K}"),
       ("entropy_adaptive", "passk_analytic", f"in_dist/pass@{K}")]),
 ]
+# the earlier, smaller study (3 seeds x 40 steps x 32 mazes a step, constant lr, unpaired Welch intervals, at
+# 11294ce): quoted for the claims whose arms this study does not run by default (--extended runs them)
+EARLIER = ("docs/results/40-steps.md", {
+    5: "training reward k = 2 22.9 %, k = 4 21.5 %, k = 8 19.5 %; k = 2 vs 4 +1.35 points (95 % Welch CI -0.51 to "
+       "+3.20), k = 4 vs 8 +2.00 (+0.35 to +3.66): cannot tell",
+    6: "pass@4 of combined -1.64 points against the closed form (95 % Welch CI -8.24 to +4.96), of entropy-adaptive "
+       "+0.24 (-6.22 to +6.70): cannot tell"})
 
 # keys the runner sets for every run; the option that sets them instead
 RUNNER_KEYS = {"rl.steps": "--steps", "rl.responses_per_prompt": "N_RESPONSES in experiments.py",
@@ -132,7 +156,8 @@ class StudyError(ValueError):
 # ----------------------------------------------------------------------------- arms and runs
 
 def arm_schedule(arm: str, steps: int) -> list[dict]:
-    """The arm's advantage schedule as train.py's rl.schedule: [{until_step, advantage, k}]."""
+    """The arm's advantage schedule as train.py's rl.schedule: [{until_step, advantage, k}] (best_of_n and
+    rs_grpo ignore k)."""
     if arm == "pass1":
         return [{"until_step": steps, "advantage": "grpo", "k": 1}]
     if arm == "passk_then_pass1":
@@ -230,6 +255,72 @@ def _as_dict(key: dict) -> dict:
     return {**dict(zip(args[::2], args[1::2])), **{f"eval {k}": v for k, v in key["eval"].items()}}
 
 
+def result_key(config: str, defaults: list[str], overrides: list[str], arm: str, seed: int, steps: int,
+               eval_key: dict) -> dict:
+    """What a stored result was made with, free of this machine's paths: a continuation must match it."""
+    return {"config": os.path.relpath(config, REPO), "study_defaults": defaults, "overrides": overrides, "arm": arm,
+            "seed": seed, "steps": steps, "responses_per_prompt": N_RESPONSES, "schedule": arm_schedule(arm, steps),
+            "eval": eval_key}
+
+
+def stored_result(results_dir: str, name: str, key: dict) -> bool:
+    """True when results_dir holds this run's result; one made with other settings is an error."""
+    path = os.path.join(results_dir, name, RESULT_FILE)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        old = json.load(f)["key"]
+    if old != key:
+        changed = sorted(name for name in set(old) | set(key) if old.get(name) != key.get(name))
+        raise StudyError(f"{path} holds a result made with other settings ({', '.join(changed)}); "
+                         f"use another --results-dir")
+    return True
+
+
+def store_result(run_dir: str, results_dir: str, name: str, key: dict, commit: bool):
+    """Keep a finished run's small result: its evaluation, the metrics the report reads, and how it was made."""
+    with open(os.path.join(run_dir, EVAL_FILE)) as f:
+        evaluation_result = json.load(f)
+    kept = ("step", *TRAIN_METRICS)
+    rows = [{k: v for k, v in row.items() if k in kept or k.startswith("eval/pass@")}
+            for row in evaluation.read_metrics(run_dir)]
+    path = os.path.join(results_dir, name, RESULT_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomic(path, json.dumps({"key": key, "eval": evaluation_result, "metrics": rows}))
+    if commit:  # one commit per run, in the repository that holds results_dir: a sweep continues from what is committed
+        git = lambda *command: subprocess.run(["git", "-C", os.path.dirname(path), *command], capture_output=True,
+                                              text=True)
+        git("add", "-f", path)
+        done = git("commit", "-q", "-m", f"Study result: {name}", "--", path)
+        if done.returncode != 0:
+            raise StudyError(f"could not commit {path}: {(done.stderr or done.stdout).strip()[:200]}")
+
+
+def machine(device) -> dict:
+    """Where a run ran (results from machines whose floats differ are flagged in RESULTS.md)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"cpu": cpu, "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "device": accelerator,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def file_sha1(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()[:12]
+
+
+def pack(results_dir: str, archive: str) -> str:
+    """One .tar.gz of every stored result (to carry a sweep's results off a lent machine)."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(results_dir, arcname=os.path.basename(os.path.normpath(results_dir)))
+    return archive
+
+
 # ----------------------------------------------------------------------------- one job: train, then evaluate
 
 def larger_size(max_size: int) -> int:
@@ -275,7 +366,10 @@ def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed:
     cfg, policy, tokenizer, _ = load_for_eval(run_dir)
     result = {"run": os.path.basename(os.path.normpath(run_dir)), "seed": cfg.run.seed, "steps": cfg.rl.steps,
               "n_samples": n_samples, "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P,
-              "heldout_seed": heldout_seed, "sets": {}}
+              "heldout_seed": heldout_seed, "machine": machine(next(policy.parameters()).device),
+              "code": {key: value for key, value in git_state().items() if key in ("head", "code_sha1")},
+              "warm_start_sha1": file_sha1(os.path.join(cfg.model.init, "model.safetensors"))
+              if os.path.isfile(os.path.join(cfg.model.init, "model.safetensors")) else "", "sets": {}}
     for name, chosen in heldout_sets(cfg, n_problems).items():
         longest = max(len(tokenizer.encode_prompt(p.prompt)) for p in chosen["problems"]) + chosen["max_new_tokens"]
         if longest > policy.config.block_size:
@@ -309,9 +403,12 @@ def run_job(run_dir: str, args: list[str], *, n_problems: int, n_samples: int, h
 
 # ----------------------------------------------------------------------------- the sweep
 
-def run_sweep(jobs: list[dict], parallel: int, log=print) -> list[str]:
-    """Run the jobs, `parallel` subprocesses at a time; returns the failures (run dir and log), [] when all passed."""
-    stop, failures, done = threading.Event(), [], [0]
+def run_sweep(jobs: list[dict], parallel: int, log=print, finished=None) -> list[str]:
+    """Run the jobs, `parallel` subprocesses at a time; returns the failures (run dir and log), [] when all passed.
+
+    finished(job) runs for every job that succeeded, one at a time (it stores, and may commit, the result).
+    """
+    stop, failures, done, lock = threading.Event(), [], [0], threading.Lock()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
     def work(job):
@@ -324,6 +421,9 @@ def run_sweep(jobs: list[dict], parallel: int, log=print) -> list[str]:
             code = subprocess.run(job["command"], stdout=log_file, stderr=subprocess.STDOUT, env=env).returncode
         done[0] += 1
         interrupted = code in (130, -signal.SIGINT)
+        if code == 0 and finished is not None:
+            with lock:
+                finished(job)
         if code != 0:
             failures.append(f"{job['run_dir']} ({'interrupted' if interrupted else f'exit {code}'}, see {job['log']})")
         outcome = "done" if code == 0 else "interrupted (rerun to resume)" if interrupted else "FAILED"
@@ -366,26 +466,34 @@ def plan(args, overrides: list[str]) -> tuple:
 
 
 def make_jobs(args, config, base, defaults, overrides, arms, init) -> tuple[list[dict], list[tuple[str, str]]]:
-    """(jobs to run, every (arm, run dir) of the study) in seed-major order, so a partial sweep has every arm."""
-    out = os.path.abspath(args.out)
+    """(jobs to run, every (arm, stored result) of the study) in seed-major order, so a partial sweep has every arm."""
+    out, results_dir = os.path.abspath(args.out), results_directory(args)
     eval_key = {"problems": args.eval_problems, "samples": args.eval_samples, "heldout_seed": base.run.seed,
                 "temperature": EVAL_TEMPERATURE, "top_p": EVAL_TOP_P}
-    jobs, run_dirs = [], []
+    jobs, results = [], []
     for seed in range(args.seeds):
         for arm in arms:
-            run_dir = os.path.join(out, run_name(arm, seed))
-            run_dirs.append((arm, run_dir))
-            args_ = train_args(config, defaults, overrides, init, arm, seed, args.steps, out)
-            claim_job(run_dir, {"train_args": args_, "eval": eval_key})
-            if os.path.exists(os.path.join(run_dir, EVAL_FILE)):
+            name = run_name(arm, seed)
+            run_dir = os.path.join(out, name)
+            key = result_key(config, defaults, overrides, arm, seed, args.steps, eval_key)
+            results.append((arm, os.path.join(results_dir, name, RESULT_FILE)))
+            if stored_result(results_dir, name, key):
                 continue
+            args_ = train_args(config, defaults, overrides, init, arm, seed, args.steps, out)
+            if not args.report_only:
+                claim_job(run_dir, {"train_args": args_, "eval": eval_key})
             resume = ["--resume"] if latest_checkpoint(run_dir) else []
             command = [sys.executable, os.path.join(REPO, "experiments.py"), "--job", run_dir,
                        "--eval-problems", str(args.eval_problems), "--eval-samples", str(args.eval_samples),
                        "--heldout-seed", str(base.run.seed), "--", *args_, *resume]
-            jobs.append({"name": run_name(arm, seed), "run_dir": run_dir, "train_args": args_ + resume,
-                         "command": command, "log": os.path.join(run_dir, "job.log")})
-    return jobs, run_dirs
+            jobs.append({"name": name, "run_dir": run_dir, "train_args": args_ + resume, "command": command,
+                         "log": os.path.join(run_dir, "job.log"), "key": key})
+    return jobs, results
+
+
+def results_directory(args) -> str:
+    return os.path.abspath(args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.results)),
+                                                             "results", "study"))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -404,6 +512,14 @@ def parse(argv):
     parser.add_argument("--results", default="RESULTS.md", help="the report; its figures go to docs/results/ beside it")
     parser.add_argument("--eval-problems", type=int, default=EVAL_PROBLEMS, help="held-out mazes per set")
     parser.add_argument("--eval-samples", type=int, default=EVAL_SAMPLES, help="samples per held-out maze")
+    parser.add_argument("--results-dir", default="", help="finished runs' results (default results/study beside "
+                        "--results); a run stored there is not run again")
+    parser.add_argument("--commit", action="store_true", help="git-commit each finished run's result as it lands")
+    parser.add_argument("--device", default="", help="cuda: every run on the GPU (--jobs of them at once); "
+                        "default the config's run.device")
+    parser.add_argument("--pack", metavar="ARCHIVE", help="after the sweep, pack the results into one .tar.gz")
+    parser.add_argument("--report-only", action="store_true", help="write RESULTS.md from the stored results, "
+                        "run nothing (every run of the study must be stored)")
     parser.add_argument("--job", metavar="RUN_DIR", help=argparse.SUPPRESS)  # a job subprocess: train.py args after --
     parser.add_argument("--heldout-seed", type=int, default=0, help=argparse.SUPPRESS)
     if "--" in argv:
@@ -420,21 +536,29 @@ def main(argv=None):
             return run_job(args.job, rest, n_problems=args.eval_problems, n_samples=args.eval_samples,
                            heldout_seed=args.heldout_seed)
         started = time.time()
+        if args.device:
+            rest = [*rest, "--run.device", args.device]
         config, base, defaults, overrides, arms = plan(args, rest)
-        out = os.path.abspath(args.out)
+        out, results_dir = os.path.abspath(args.out), results_directory(args)
         base.run.out_dir = os.path.dirname(out)  # the warm start is cached in <out>/../_warmstart/
-        init = warm_start_checkpoint(base)
+        init = "" if args.report_only else warm_start_checkpoint(base)
         jobs, runs = make_jobs(args, config, base, defaults, overrides, arms, init)
+        if args.report_only and jobs:
+            raise StudyError(f"--report-only: {len(jobs)} runs have no stored result in {results_dir} "
+                             f"({', '.join(job['name'] for job in jobs[:4])}...)")
         print(f"study: {len(arms)} arms x {args.seeds} seeds, {len(runs) - len(jobs)} finished, "
               f"{len(jobs)} to run, {args.jobs} at a time; logs in {out}/<run>/job.log", flush=True)
-        failures = run_sweep(jobs, args.jobs, log=lambda line: print(line, flush=True))
+        store = lambda job: store_result(job["run_dir"], results_dir, job["name"], job["key"], args.commit)
+        failures = run_sweep(jobs, args.jobs, log=lambda line: print(line, flush=True), finished=store)
+        if args.pack:
+            print(f"packed {pack(results_dir, args.pack)}")
         if failures:
             raise StudyError("runs failed, RESULTS.md not written: " + "; ".join(failures))
         command = "python experiments.py " + shlex.join(argv)
         path = write_report(args.results, command=command, wall_s=time.time() - started, config=config, base=base,
                             runs=runs, steps=args.steps, init=init, skipped=len(runs) - len(jobs),
                             eval_samples=args.eval_samples, jobs=args.jobs, arm_docs=ARM_DOCS, claims=CLAIMS,
-                            extended_arms=EXTENDED_ARMS, n_responses=N_RESPONSES, k=K)
+                            extended_arms=EXTENDED_ARMS, n_responses=N_RESPONSES, k=K, earlier=EARLIER)
         print(f"wrote {path}")
     except (StudyError, ConfigError) as err:
         sys.exit(f"error: {err}")

@@ -3,6 +3,7 @@ the tables, the plots and RESULTS.md (experiments.py runs the study and calls `w
 
 Left out: a correction for testing several claims at once (each verdict stands alone).
 """
+import collections
 import hashlib
 import json
 import math
@@ -16,7 +17,8 @@ TABLE_KS = (1, 2, 4, 8, 16, 32)
 LEVEL = 0.95            # every interval in the report
 TRAIN_METRICS = ("train/reward", "train/entropy", "train/wrong_distinct_frac", "train/all_agree_frac")
 SECOND_HALF_METRICS = ("train/entropy", "train/wrong_distinct_frac", "train/all_agree_frac")
-EVAL_FILE = "study_eval.json"  # what a finished run's evaluation writes (experiments.run_job)
+EVAL_FILE = "study_eval.json"  # what a finished run's evaluation writes in its run directory (experiments.run_job)
+RESULT_FILE = "result.json"    # a finished run's stored result: its evaluation, its trimmed metrics, its settings
 REPO = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -26,11 +28,12 @@ def mean_pass_at_k(correct: list[int], n: int, k: int) -> float:
     return sum(evaluation.pass_at_k(n, c, k) for c in correct) / len(correct)
 
 
-def run_numbers(run_dir: str) -> dict:
-    """One run's scalars: {in_dist,larger}/pass@k for k = 1..n, the train/* summaries, and its curves."""
-    with open(os.path.join(run_dir, EVAL_FILE)) as f:
-        result = json.load(f)
-    rows = evaluation.read_metrics(run_dir)
+def run_numbers(result_path: str) -> dict:
+    """One run's scalars from its stored result: {in_dist,larger}/pass@k for k = 1..n, the train/* summaries,
+    and its curves."""
+    with open(result_path) as f:
+        stored = json.load(f)
+    result, rows = stored["eval"], stored["metrics"]
     n = result["n_samples"]
     numbers = {"seed": result["seed"], "result": result, "rows": rows}
     for name, chosen in result["sets"].items():
@@ -45,10 +48,10 @@ def run_numbers(run_dir: str) -> dict:
 
 
 def judge(parts: list[dict]) -> str:
-    """The verdict rule: each part's 95 % Welch interval of mean(better) - mean(worse) over seeds.
+    """The verdict rule: each part's 95 % paired t-interval of the per-seed differences better - worse.
 
     A part confirms when its interval lies above 0, refutes when it lies below 0, and cannot tell
-    when it holds 0 or cannot be computed (an arm not run, fewer than 2 seeds). A claim confirms
+    when it holds 0 or cannot be computed (an arm not run, fewer than 2 common seeds). A claim confirms
     when every part confirms, refutes when any part refutes, and otherwise cannot tell.
     """
     verdicts = []
@@ -68,12 +71,17 @@ def claim_parts(claim_parts_spec, by_arm: dict, extended_arms=()) -> list[dict]:
         if missing:
             extended = " (--extended)" if set(missing) & set(extended_arms) else ""
             part["why"] = f"{', '.join(missing)} not run{extended}"
-        else:
-            a, b = ([run[metric] for run in by_arm[arm]] for arm in (better, worse))
-            part.update(evaluation.welch_interval(a, b, LEVEL), mean_better=_mean(a), mean_worse=_mean(b),
-                        n_better=len(a), n_worse=len(b))
-            if min(len(a), len(b)) < 2:
-                part["why"] = "needs 2 or more seeds per arm"
+        else:  # paired by seed: the runs of a seed share the warm start, the prompts and the sampling seeds
+            by_seed = [{run.get("seed", i): run[metric] for i, run in enumerate(by_arm[arm])} for arm in (better, worse)]
+            seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
+            a, b = [by_seed[0][s] for s in seeds], [by_seed[1][s] for s in seeds]
+            welch = evaluation.welch_interval(list(by_seed[0].values()), list(by_seed[1].values()), LEVEL)
+            part.update(mean_better=_mean(list(by_seed[0].values())), mean_worse=_mean(list(by_seed[1].values())),
+                        welch_low=welch["low"], welch_high=welch["high"], n_pairs=len(seeds))
+            if seeds:
+                part.update(evaluation.paired_interval(a, b, LEVEL))
+            if len(seeds) < 2:
+                part["why"] = "needs 2 or more seeds run by both arms"
         parts.append(part)
     return parts
 
@@ -87,16 +95,21 @@ def scale(metric: str) -> float:
 
 
 def describe_part(part: dict) -> str:
+    """One part of a claim in words: the paired difference, its interval, Welch's beside it, and the design's
+    power where the interval holds 0 (no difference larger than its half-width could be seen)."""
     metric, s = part["metric"], scale(part["metric"])
     if "mean_better" not in part:
         return f"{part['better']} vs {part['worse']} on {metric}: {part['why']}"
-    unit = " (%)" if s == 100.0 else ""
+    unit = " points" if s == 100.0 else ""
     text = (f"{part['better']} {s * part['mean_better']:.2f} vs {part['worse']} {s * part['mean_worse']:.2f} "
-            f"on {metric}{unit}, difference {s * part['diff']:+.2f}")
+            f"on {metric}, paired difference {s * part.get('diff', float('nan')):+.2f}{unit}")
     if "why" in part:
         return text + f" ({part['why']})"
-    return text + (f" (95 % CI {s * part['low']:+.2f} to {s * part['high']:+.2f}, Welch, "
-                   f"{part['n_better']} vs {part['n_worse']} seeds)")
+    text += (f" (95 % paired CI {s * part['low']:+.2f} to {s * part['high']:+.2f} over {part['n_pairs']} seeds; "
+             f"Welch, unpaired: {s * part['welch_low']:+.2f} to {s * part['welch_high']:+.2f})")
+    if part["low"] <= 0 <= part["high"]:
+        text += f"; no difference larger than {s * part['half']:.2f}{unit} either way could be seen"
+    return text
 
 
 # ----------------------------------------------------------------------------- the report
@@ -247,13 +260,39 @@ def git_state() -> dict:
             "code_sha1": digest.hexdigest()[:12]}
 
 
+def provenance(by_arm: dict) -> list[str]:
+    """Report lines on where the runs came from: code revisions, machines, warm starts (each result records its own)."""
+    results = [run["result"] for runs in by_arm.values() for run in runs]
+    counted = lambda values: "; ".join(f"{value} ({count} runs)" if len(set(values)) > 1 else value
+                                       for value, count in sorted(collections.Counter(values).items()))
+    # the code's hash, not HEAD: a sweep that commits its results moves HEAD without changing the code
+    revisions = [f"code sha1 `{r['code']['code_sha1']}`" if r.get("code") else "not recorded" for r in results]
+    heads = sorted({r["code"]["head"][:12] for r in results if r.get("code")})
+    machines = [", ".join(f"{k} {v}" for k, v in r["machine"].items()) if r.get("machine") else "not recorded"
+                for r in results]
+    warm_starts = [r.get("warm_start_sha1") or "not recorded" for r in results]
+    lines = [f"- the runs' code: {counted(revisions)} (the top-level .py files; git "
+             f"{', '.join(f'`{h}`' for h in heads[:3])}{' and later result commits' if len(heads) > 1 else ''})",
+             f"- on {counted(machines)}" + ("" if len(set(machines)) == 1 else
+                                            " (machines whose floats differ: a seed's two arms may come from "
+                                            "different ones)"),
+             f"- every run started from the warm start whose weights hash to {counted(warm_starts)}"
+             + ("; the verdicts below hold for that one warm start" if len(set(warm_starts)) == 1 else
+                "; runs from different warm starts are paired all the same: read the verdicts with care")]
+    return lines
+
+
 def write_report(path: str, *, command: str, wall_s: float, config: str, base, runs: list[tuple[str, str]],
                  steps: int, init: str, skipped: int, eval_samples: int, jobs: int, arm_docs: dict, claims: list,
-                 extended_arms, n_responses: int, k: int) -> str:
-    """RESULTS.md (and its figures in docs/results/ beside it) from the runs' study_eval.json and metrics.jsonl."""
+                 extended_arms, n_responses: int, k: int, earlier=("", {})) -> str:
+    """RESULTS.md (and its figures in docs/results/ beside it) from the runs' stored results.
+
+    earlier: (path of an earlier study's report, {claim number: what it measured}), quoted for a claim whose
+    arms this study did not run.
+    """
     by_arm = {}
-    for arm, run_dir in runs:
-        by_arm.setdefault(arm, []).append(run_numbers(run_dir))
+    for arm, result_path in runs:
+        by_arm.setdefault(arm, []).append(run_numbers(result_path))
     report_dir = os.path.dirname(os.path.abspath(path))
     figures = plot_report(by_arm, os.path.join(report_dir, "docs", "results"), steps, arm_docs, n_responses)
     rel = {name: os.path.relpath(p, report_dir) for name, p in figures.items()}
@@ -273,13 +312,16 @@ def write_report(path: str, *, command: str, wall_s: float, config: str, base, r
         "Written by `experiments.py` (its docstring describes the study); rerun the command to regenerate it.",
         "",
         f"- command: `{command}`",
-        f"- wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s) for this invocation, warm start included "
+        f"- wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s) for this invocation "
         f"({skipped} of {len(runs)} runs were already finished and skipped); the runs' train and eval took "
-        f"{cpu_minutes:.1f} CPU minutes; {os.cpu_count()} CPUs, one thread per run, {jobs} runs at a time",
-        f"- git: `{git['head']}`{dirty}; sha1 of the top-level .py files: `{git['code_sha1']}`",
-        f"- config: `{os.path.relpath(config, REPO)}`; warm start (every run's model.init): `{shown(init)}`",
-        f"- every run: {steps} RL steps x {rl.prompts_per_step} prompts x N = {n_responses} responses, lr {rl.lr}, "
-        f"{rl.minibatches} mini-batches, seeds {', '.join(map(str, seeds))}; Pass@k arms use k = {k}",
+        f"{cpu_minutes:.1f} CPU minutes in all, one thread per run, {jobs} runs at a time",
+        f"- git: `{git['head']}`{dirty} (this report); sha1 of the top-level .py files: `{git['code_sha1']}`",
+        *provenance(by_arm),
+        f"- config: `{os.path.relpath(config, REPO)}`" + (f"; warm start (every run's model.init): `{shown(init)}`"
+                                                          if init else ""),
+        f"- every run: {steps} RL steps x {rl.prompts_per_step} prompts x N = {n_responses} responses, lr {rl.lr} "
+        f"({rl.lr_schedule} after {rl.warmup} warmup steps), {rl.minibatches} mini-batches, seeds "
+        f"{', '.join(map(str, seeds))}; Pass@k arms use k = {k}",
         f"- held-out evaluation: {eval_samples} samples per maze at temperature {first['temperature']}, top-p "
         f"{first['top_p']}, unbiased pass@k; training sizes {sizes_label(sets['in_dist']['sizes'])} "
         f"({len(sets['in_dist']['correct'])} mazes, at most {sets['in_dist']['max_new_tokens']} tokens) and "
@@ -317,15 +359,24 @@ def write_report(path: str, *, command: str, wall_s: float, config: str, base, r
         "",
         "## The paper's claims",
         "",
-        "Rule (`experiments.judge`): each claim compares arms' means over seeds; a part confirms when the "
-        f"{int(100 * LEVEL)} % Welch interval of the difference lies above 0, refutes when it lies below 0, and "
-        "cannot tell when it holds 0, when an arm was not run or with fewer than 2 seeds. A claim with several "
-        "parts confirms when all do and refutes when any does. pass@k is in-distribution; entropy and diversity "
-        "are second-half means, reward the mean over all steps. No correction for testing several claims.",
+        "Rule (`study_report.judge`): the runs are paired (seed s of every arm starts from the same warm start "
+        "and sees the same prompts and sampling seeds), so each part of a claim takes the per-seed differences "
+        f"between its two arms and their mean with a {int(100 * LEVEL)} % paired t-interval; the part confirms "
+        "when the interval lies above 0, refutes when it lies below 0, and cannot tell when it holds 0 (then the "
+        "interval's half-width is the smallest effect this design could have seen: no difference larger than "
+        "it), when an arm was not run or with fewer than 2 common seeds. Welch's unpaired interval is shown "
+        "beside it. A claim with several parts confirms when all do and refutes when any does. pass@k is "
+        "in-distribution; entropy and diversity are second-half means, reward the mean over all steps. No "
+        "correction for testing several claims. The verdicts hold for this one warm start and this scale.",
         "",
     ]
+    earlier_path, earlier_quotes = earlier
     for number, (text, spec) in enumerate(claims, start=1):
         parts = claim_parts(spec, by_arm, extended_arms)
+        if any(arm not in by_arm for part in spec for arm in part[:2]) and number in earlier_quotes:
+            lines.append(f"{number}. {text}: **not run at this scale**. The earlier 40-step study "
+                         f"([{earlier_path}]({earlier_path})) measured: {earlier_quotes[number]}")
+            continue
         lines.append(f"{number}. {text}: **{judge(parts)}**. " + "; ".join(describe_part(p) for p in parts) + ".")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

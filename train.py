@@ -205,7 +205,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     estimator = advantage.ESTIMATORS[phase["advantage"]]
     generator = torch.Generator(device=device).manual_seed(combine_seeds(cfg.run.seed, step, 0xAD))
     advantages = estimator(all_rewards, k=phase["k"],
-                           **estimator_extras(estimator, all_prompt_entropy, generator, rl.n_groups))  # [B, N]
+                           **estimator_extras(estimator, rl, all_prompt_entropy, generator))  # [B, N]
     # a prompt whose N advantages are all 0 (every response right, or every one wrong) is silent: it adds nothing
     # to the PPO gradient. With no KL term its rows skip the update's forward and backward (the loss keeps its
     # denominators, so the gradient is the same). Under torchrun every rank runs all its rows (same collectives).
@@ -290,9 +290,10 @@ def no_grad_logprobs(policy, input_ids, attention_mask, response_mask, cfg: Conf
     return logp, (torch.cat([p[1] for p in parts]) if return_entropy else None)
 
 
-def estimator_extras(estimator, prompt_entropy, generator, n_groups) -> dict:
-    """The optional arguments an estimator declares: prompt_entropy, generator, n_groups."""
-    available = {"prompt_entropy": prompt_entropy, "generator": generator, "n_groups": n_groups or None}
+def estimator_extras(estimator, rl, prompt_entropy, generator) -> dict:
+    """The optional arguments an estimator declares, from this step and the rl config section."""
+    available = {"prompt_entropy": prompt_entropy, "generator": generator, "n_groups": rl.n_groups or None,
+                 "beta": rl.rs_beta, "normalize_std": rl.best_of_n_std}
     parameters = inspect.signature(estimator).parameters
     return {name: value for name, value in available.items() if name in parameters}
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import advantage
-from advantage import (ESTIMATORS, dr_grpo, entropy_adaptive, eta, eta_curve, exceeding_weight, grpo,
-                       passk_analytic, passk_bootstrap, passk_combined, passk_exceeding, passk_full, pkpo, rloo)
+from advantage import (ESTIMATORS, best_of_n, dr_grpo, entropy_adaptive, eta, eta_curve, exceeding_weight, grpo,
+                       passk_analytic, passk_bootstrap, passk_combined, passk_exceeding, passk_full, pkpo, rloo,
+                       rs_grpo)
 
 BINARY_ONLY = ["passk_full", "passk_bootstrap", "passk_analytic", "passk_combined", "passk_exceeding",
                "entropy_adaptive"]
@@ -285,7 +286,7 @@ def test_eta_curves_peak_where_the_paper_says():
 def test_rows_without_signal_give_exact_zeros(name, dtype):
     n, k = 8, 4
     rows = [torch.ones(n), torch.zeros(n), (torch.arange(n) < 5).float()]  # all correct, all wrong, N_neg = 3 < k
-    if name in ("grpo", "dr_grpo", "rloo", "pkpo", "passk_combined", "entropy_adaptive"):
+    if name in ("grpo", "dr_grpo", "rloo", "pkpo", "passk_combined", "entropy_adaptive", "rs_grpo"):
         rows = rows[:2]  # these do see signal when 0 < N_neg < k
     rewards = torch.stack(rows).to(dtype)
     adv = call(name, rewards, k)
@@ -293,7 +294,7 @@ def test_rows_without_signal_give_exact_zeros(name, dtype):
     assert torch.equal(adv, torch.zeros_like(adv))
 
 
-@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "pkpo"])
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "pkpo", "best_of_n", "rs_grpo"])
 def test_constant_continuous_rows_give_exact_zeros(name):
     # mean([0.1] * 7) is not exactly 0.1 in floating point, so r - mean alone would leave ~1e-17 / eps
     rewards = torch.tensor([[0.1] * 7, [0.7] * 7, [2.9] * 7, [1 / 3] * 7], dtype=torch.float64)
@@ -303,7 +304,7 @@ def test_constant_continuous_rows_give_exact_zeros(name):
 
 
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "passk_full", "passk_analytic", "passk_combined",
-                                  "passk_exceeding", "entropy_adaptive"])
+                                  "passk_exceeding", "entropy_adaptive", "rs_grpo"])
 def test_advantages_of_a_row_sum_to_zero(name):
     rewards = torch.cat([rows_every_n_pos(12, seed=13), torch.rand(3, 12, generator=torch.Generator().manual_seed(14))])
     if name in BINARY_ONLY:
@@ -384,7 +385,7 @@ def test_other_bad_input_raises():
 
 def test_signatures_follow_the_contract():
     assert list(ESTIMATORS) == ["grpo", "dr_grpo", "rloo", "passk_full", "passk_bootstrap", "passk_analytic",
-                                "passk_combined", "passk_exceeding", "entropy_adaptive", "pkpo"]
+                                "passk_combined", "passk_exceeding", "entropy_adaptive", "pkpo", "best_of_n", "rs_grpo"]
     for name, fn in ESTIMATORS.items():
         assert getattr(advantage, name) is fn
         parameters = inspect.signature(fn).parameters
@@ -392,3 +393,68 @@ def test_signatures_follow_the_contract():
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(parameters.values())[1:]), name
     assert "prompt_entropy" in inspect.signature(entropy_adaptive).parameters
     assert {"generator", "n_groups"} <= set(inspect.signature(passk_bootstrap).parameters)
+
+
+# ----------------------------------------------------------------------------- best_of_n and RS-GRPO
+
+def test_best_of_n_gives_only_the_best_response_its_lead_and_every_other_exactly_zero():
+    rewards = torch.tensor([[0.2, 0.9, 0.5, 0.1],     # one best: its lead over the runner-up, 0.9 - 0.5
+                            [0.2, 0.9, 0.5, 0.9],     # a tie at the top: nobody alone made the group succeed
+                            [0.0, 1.0, 0.0, 0.0],     # binary, exactly one right: 1 for it
+                            [0.0, 1.0, 1.0, 0.0],     # binary, two right: a tie, zeros
+                            [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    expected = torch.tensor([[0, 0.4, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+                            dtype=torch.float64)
+    adv = best_of_n(rewards, k=3)  # k is ignored
+    torch.testing.assert_close(adv, expected, atol=1e-12, rtol=0)
+    # the zeros are exact, not small: a port that forgot them trained every response towards the best one's sign
+    # and collapsed (EasyR1 #585)
+    assert torch.equal(adv[expected == 0], torch.zeros(int((expected == 0).sum()), dtype=torch.float64))
+
+
+def test_best_of_n_equals_pkpo_at_k_equal_n_and_normalises_by_the_bessel_std_when_asked():
+    generator = torch.Generator().manual_seed(5)
+    continuous = torch.rand(20, 7, generator=generator, dtype=torch.float64)
+    binary = rows_every_n_pos(7, seed=6).double()
+    for rewards in (continuous, binary):
+        torch.testing.assert_close(best_of_n(rewards, k=1), pkpo(rewards, k=rewards.shape[1], baseline=True),
+                                   atol=1e-12, rtol=0)
+    rewards = torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    std = math.sqrt(((1 - 0.25) ** 2 + 3 * 0.25 ** 2) / 3)  # Bessel: divide by N - 1
+    torch.testing.assert_close(best_of_n(rewards, k=1, normalize_std=True),
+                               torch.tensor([[0.0, 1 / (std + 1e-6), 0.0, 0.0]], dtype=torch.float64))
+
+
+def test_rs_grpo_matches_its_formula_and_its_limits():
+    # hand example, beta = 2, one right of four: mean exp(2 r) = (e^2 + 3) / 4
+    m = (math.exp(2) + 3) / 4
+    expected = [(math.exp(2) / m - 1) / 2] + [(1 / m - 1) / 2] * 3             # 0.922469, -0.307490 (x3)
+    torch.testing.assert_close(rs_grpo(torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64), k=1, beta=2.0),
+                               torch.tensor([expected], dtype=torch.float64), atol=1e-12, rtol=0)
+    assert abs(expected[0] - 0.922469) < 1e-6 and abs(expected[1] + 0.307490) < 1e-6
+    rewards = torch.rand(6, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for beta in (-3.0, 0.5, 2.0, 8.0):  # (1/beta)(exp(beta r_i) / mean_j exp(beta r_j) - 1), computed directly
+        direct = (torch.exp(beta * rewards) / torch.exp(beta * rewards).mean(-1, keepdim=True) - 1) / beta
+        torch.testing.assert_close(rs_grpo(rewards, k=1, beta=beta), direct, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(rs_grpo(rewards, k=1, beta=0.0), dr_grpo(rewards, k=1))      # beta -> 0: the mean
+    torch.testing.assert_close(rs_grpo(rewards, k=1, beta=1e-7), dr_grpo(rewards, k=1), atol=1e-6, rtol=0)
+    assert torch.isfinite(rs_grpo(torch.tensor([[0.0, 1.0]] * 2), k=1, beta=200.0)).all()  # stable at large beta
+    with pytest.raises(ValueError, match="beta"):
+        rs_grpo(rewards, k=1, beta=float("inf"))
+
+
+def test_the_closed_form_table_keeps_its_precision_in_float32():
+    """At N = 32, k = 16, N_neg = 16 the share of all-wrong groups is ~1.7e-9: written as 1 - (1 - share) it
+    cancels in float32 (the working dtype on MPS) and the correct responses' advantage came out 0."""
+    device = torch.device("cpu")
+    pos64, neg64 = advantage._passk_table(32, 16, 1e-6, device, torch.float64)
+    pos32, neg32 = advantage._passk_table(32, 16, 1e-6, device, torch.float32)
+    assert pos64[16] > 3.9e-5
+    torch.testing.assert_close(pos32.double(), pos64, rtol=5e-4, atol=1e-9)  # float32 log-binomials: ~1e-4 relative
+    torch.testing.assert_close(neg32.double(), neg64, rtol=5e-4, atol=1e-9)
+    n_neg = torch.arange(33)
+    row_sums = (32 - n_neg) * pos32.double() + n_neg * neg32.double()
+    row_mass = (32 - n_neg) * pos32.double().abs() + n_neg * neg32.double().abs()
+    assert (row_sums.abs() <= 1e-4 * row_mass).all(), row_sums
+    assert abs(row_sums[16]) < 1e-7  # it was -1.3e-3
+

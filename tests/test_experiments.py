@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import tarfile
 
 import pytest
 import torch
@@ -56,15 +57,24 @@ def test_the_runner_writes_results_table_plots_and_counts(study):
         assert f"docs/results/{figure}.png" in report
     for number in range(1, 7):  # one verdict per claim; one seed cannot tell anything
         assert f"\n{number}. " in report
-    assert report.count("**cannot tell**") == 6
+    assert report.count("**cannot tell**") == 4 and report.count("**not run at this scale**") == 2  # claims 5, 6
     assert "git: `" in report and "wall time" in report and "--arms pass1,passk_analytic" in report
+    assert "paired t-interval" in report and "hold for this one warm start" in report
+    for arm in ARMS:  # the stored result: evaluation, trimmed metrics, the settings, the machine and the code
+        stored = json.loads((study / "results" / "study" / f"{arm}_s0" / study_report.RESULT_FILE).read_text())
+        assert stored["key"]["arm"] == arm and stored["key"]["config"] == os.path.relpath(TINY, REPO)
+        assert stored["eval"]["sets"]["in_dist"]["correct"] and stored["metrics"][-1]["step"] == 2
+        assert {"cpu", "threads", "device", "torch"} <= set(stored["eval"]["machine"])
+        assert len(stored["eval"]["code"]["code_sha1"]) == 12 and len(stored["eval"]["warm_start_sha1"]) == 12
+        assert "train/loss" not in stored["metrics"][1] and "train/reward" in stored["metrics"][1]
 
 
 def test_a_rerun_skips_finished_runs_and_an_unevaluated_one_resumes(study):
     runs = study / "runs"
     finished = runs / "pass1_s0" / study_report.EVAL_FILE
     before = finished.stat().st_mtime_ns
-    (runs / "passk_analytic_s0" / study_report.EVAL_FILE).unlink()  # trained, not yet evaluated
+    (runs / "passk_analytic_s0" / study_report.EVAL_FILE).unlink()  # trained, not yet evaluated (or stored)
+    (study / "results" / "study" / "passk_analytic_s0" / study_report.RESULT_FILE).unlink()
     metrics = (runs / "passk_analytic_s0" / "metrics.jsonl").read_text()
     result = subprocess.run(study_command(study), capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -77,12 +87,40 @@ def test_a_rerun_skips_finished_runs_and_an_unevaluated_one_resumes(study):
     assert (runs / "passk_analytic_s0" / "metrics.jsonl").read_text() == metrics  # training was not redone
 
 
-def test_a_run_dir_made_with_other_settings_is_refused(study, one_thread):
+def test_a_run_dir_made_with_other_settings_is_refused(study, one_thread, tmp_path):
     command = study_command(study)[2:]
     command[command.index("--steps") + 1] = "3"
     with pytest.raises(SystemExit) as stop:  # before any job starts: the warm start is cached
         experiments.main(command)
+    assert "holds a result made with other settings" in str(stop.value) and "steps" in str(stop.value)
+    with pytest.raises(SystemExit) as stop:  # with a new result store, the run directories themselves refuse
+        experiments.main([*command, "--results-dir", str(tmp_path / "elsewhere")])
     assert "holds a run made with other settings" in str(stop.value) and "--rl.steps" in str(stop.value)
+
+
+def test_report_only_uses_the_stored_results_and_pack_makes_one_archive(study, one_thread, tmp_path):
+    command = study_command(study)[2:]
+    command[command.index("--results") + 1] = str(tmp_path / "AGAIN.md")
+    experiments.main([*command, "--results-dir", str(study / "results" / "study"), "--report-only"])
+    assert "| pass1 | 1 |" in (tmp_path / "AGAIN.md").read_text()
+    with pytest.raises(SystemExit) as stop:  # nothing stored there: report-only refuses rather than train
+        experiments.main([*command, "--results-dir", str(tmp_path / "empty"), "--report-only"])
+    assert "--report-only: 2 runs have no stored result" in str(stop.value)
+    archive = experiments.pack(str(study / "results" / "study"), str(tmp_path / "study.tar.gz"))
+    with tarfile.open(archive) as tar:
+        assert {f"study/{arm}_s0/{study_report.RESULT_FILE}" for arm in ARMS} <= set(tar.getnames())
+
+
+def test_a_stored_result_is_committed_in_the_repository_that_holds_it(study, tmp_path):
+    repository = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repository)], check=True)
+    for key, value in (("user.email", "study@example.com"), ("user.name", "study")):
+        subprocess.run(["git", "-C", str(repository), "config", key, value], check=True)
+    run_dir, results_dir = study / "runs" / "pass1_s0", repository / "results" / "study"
+    experiments.store_result(str(run_dir), str(results_dir), "pass1_s0", {"arm": "pass1"}, commit=True)
+    log = subprocess.run(["git", "-C", str(repository), "log", "--name-only", "--format=%s"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "Study result: pass1_s0" in log and f"results/study/pass1_s0/{study_report.RESULT_FILE}" in log
 
 
 def test_eval_cli_gives_a_seed_interval_over_several_checkpoints(study, capsys, one_thread):
@@ -122,6 +160,19 @@ def test_seed_interval_matches_a_hand_computation():
 def test_t_quantile_matches_a_t_table(df, table):
     assert evaluation.t_quantile(0.975, df) == pytest.approx(table, abs=1e-5)
     assert evaluation.t_quantile(0.025, df) == pytest.approx(-table, abs=1e-5)
+
+
+def test_paired_interval_matches_a_hand_computation():
+    # differences 0.2, 0.15, 0.25: mean 0.2, sample std 0.05, t(0.975, 2) = 4.302653
+    result = evaluation.paired_interval([0.5, 0.4, 0.6], [0.3, 0.25, 0.35])
+    half = 4.302653 * 0.05 / math.sqrt(3)
+    assert result["diff"] == pytest.approx(0.2) and result["half"] == pytest.approx(half, abs=1e-6)
+    assert (result["low"], result["high"]) == pytest.approx((0.2 - half, 0.2 + half), abs=1e-6)
+    # the same numbers unpaired: Welch's interval is wider (the noise the seeds share stays in it)
+    assert evaluation.welch_interval([0.5, 0.4, 0.6], [0.3, 0.25, 0.35])["low"] < result["low"]
+    assert math.isnan(evaluation.paired_interval([0.5], [0.3])["low"])
+    with pytest.raises(ValueError, match="equal"):
+        evaluation.paired_interval([0.5, 0.4], [0.3])
 
 
 def test_welch_interval_matches_a_hand_computation():
