@@ -25,7 +25,8 @@ EXERCISES = ("pass_at_k", "grpo_advantage", "passk_full_advantage", "passk_analy
 
 def pytest_addoption(parser):
     group = parser.getgroup("passk exercises")
-    group.addoption("--reference", action="store_true", help="grade passk's own implementations (exercises/reference.py)")
+    group.addoption("--reference", action="store_true",
+                    help="grade passk's own implementations (exercises/reference.py)")
     group.addoption("--impl", default="", help="grade this file (default: exercises/student.py, or $PASSK_EXERCISES)")
 
 

@@ -34,7 +34,7 @@ def pass_at_k_off_by_one(n, c, k):
 def pass_at_k_float_binomials(n, c, k):
     if n - c < k:
         return 1.0
-    return 1 - float(math.comb(n - c, k)) / float(math.comb(n, k))  # BUG: the binomials overflow a float at n ~ 1000
+    return 1 - float(math.comb(n - c, k)) / float(math.comb(n, k))  # BUG: C(3000, 1000) ~ 1e827 overflows
 
 
 # ----------------------------------------------------------------------------- 2. grpo_advantage
@@ -83,7 +83,7 @@ def passk_full_group_mean(rewards, *, k, eps=1e-6):
 def passk_full_strided(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
     groups = n // k
-    members = rewards[:, :groups * k].reshape(g, k, groups)  # BUG: group j is responses j, j + groups, ...: not in order
+    members = rewards[:, :groups * k].reshape(g, k, groups)  # BUG: group j is responses j, j + groups, ...: strided
     adv = torch.zeros_like(rewards)
     adv[:, :groups * k] = _normalise(members.amax(1), eps).repeat(1, k)
     return adv
@@ -170,7 +170,7 @@ def ppo_same_side_clip(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0
 def ppo_swapped_eps(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28):
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
-    clipped = ratio.clamp(1 - eps_high, 1 + eps_low) * a  # BUG: eps_low and eps_high swapped: clip-lower, not clip-higher
+    clipped = ratio.clamp(1 - eps_high, 1 + eps_low) * a  # BUG: eps_low and eps_high swapped: clip-lower
     return _token_mean(-torch.minimum(ratio * a, clipped), mask)
 
 
@@ -178,7 +178,7 @@ def ppo_sequence_mean(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
     token_loss = -torch.minimum(ratio * a, ratio.clamp(1 - eps_low, 1 + eps_high) * a)
-    per_response = (token_loss * mask).sum(1) / mask.sum(1)  # BUG: a mean per response first (sequence-mean), not token-mean
+    per_response = (token_loss * mask).sum(1) / mask.sum(1)  # BUG: a mean per response first: sequence-mean
     return per_response.mean()
 
 
@@ -271,7 +271,7 @@ def maze_first_answer(response, maze):
 
 def maze_ends_anywhere(response, maze):
     moves = _answer(response)
-    return 0.0 if moves is None else _walk(moves, maze, must_end=False)  # BUG: any walk without a crash scores, E or not
+    return 0.0 if moves is None else _walk(moves, maze, must_end=False)  # BUG: a walk that ends anywhere scores
 
 
 def maze_through_walls(response, maze):
@@ -291,7 +291,7 @@ def maze_stops_at_end(response, maze):
 
 def maze_skips_unknown(response, maze):
     moves = _answer(response)
-    return 0.0 if moves is None else _walk(moves, maze, skip_unknown=True)  # BUG: other characters are skipped, not refused
+    return 0.0 if moves is None else _walk(moves, maze, skip_unknown=True)  # BUG: stray characters are skipped
 
 
 # ----------------------------------------------------------------------------- 8. logprob_backward
@@ -316,12 +316,12 @@ def backward_sign_flipped(hidden, weight, targets, grad_logp, temperature=1.0):
 
 
 def backward_untempered_softmax(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, tempered_p=False)  # BUG: softmax of h W^T, not / T
+    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, tempered_p=False)  # BUG: softmax of h W^T
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 
 def backward_no_onehot(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, onehot=False)  # BUG: -p only, the target's +1 lost
+    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, onehot=False)  # BUG: -p only, no onehot
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 

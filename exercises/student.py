@@ -33,9 +33,9 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         pass@k = 1 - C(n - c, k) / C(n, k)
 
     Edge cases: c = 0 gives 0.0; when n - c < k every draw of k holds a correct sample, so 1.0;
-    k = 1 gives c / n. It must stay finite and accurate for n in the thousands (n = 2000, c = 1000,
-    k = 100): C(2000, 100) has 190 digits, too large for a float, so never divide two binomials
-    as floats. Hint: C(n - c, k) / C(n, k) = prod_{i = n-c+1}^{n} (1 - k / i).
+    k = 1 gives c / n. It must stay finite and accurate for n in the thousands (n = 3000, c = 7,
+    k = 1000): C(3000, 1000) has 828 digits, far beyond a float (at most about 1.8e308), so never
+    divide two binomials as floats. Hint: C(n - c, k) / C(n, k) = prod_{i = n-c+1}^{n} (1 - k / i).
     Assume 0 <= c <= n and 1 <= k <= n.
     """
     raise NotImplementedError("exercise 1: write pass_at_k")
@@ -71,8 +71,9 @@ def passk_full_advantage(rewards: torch.Tensor, *, k: int, eps: float = 1e-6) ->
 
 
 def passk_analytic_advantage(rewards: torch.Tensor, *, k: int, eps: float = 1e-6) -> torch.Tensor:
-    """Pass@k in closed form (the paper's Alg. 3, Eq. 11-15): the advantage full sampling would give
-    on average over ALL C(N, k) groups of k of a prompt's N responses.
+    """Pass@k in closed form (the paper's Alg. 3, Eq. 11-15): take ALL C(N, k) groups of k of a prompt's
+    N responses, normalise their group rewards (max) over all of them as grpo_advantage does, and give
+    each response the mean advantage of the groups that hold it. No need to enumerate the groups:
 
     rewards: [G, N] of 0.0 / 1.0. For a prompt with N_neg wrong responses out of N:
         R_group = 1 - C(N_neg, k) / C(N, k)                         mean group reward (Eq. 11)

@@ -56,4 +56,4 @@ def test_large_n_stays_exact(impl):
         exact = float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
         got = call(impl.pass_at_k, n, c, k)
         expect_float(got, exact, f"pass_at_k(n={n}, c={c}, k={k})", tol=1e-9,
-                     hint="C(2000, 100) does not fit in a float: use the product of (1 - k/i), i = n-c+1..n")
+                     hint="C(3000, 1000) does not fit in a float: use the product of (1 - k/i), i = n-c+1..n")

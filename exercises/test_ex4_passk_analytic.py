@@ -39,7 +39,8 @@ def test_hand_checked_values(impl, n, k, n_pos, adv_pos, adv_neg):
     expected = torch.tensor([[adv_pos] * n_pos + [adv_neg] * (n - n_pos)])
     expect_tensor(call(impl.passk_analytic_advantage, rewards, k=k), expected,
                   f"passk_analytic_advantage(N={n}, k={k}, {n_pos} right then {n - n_pos} wrong)", atol=1e-5,
-                  hint="Eq. 11: R_group = 1 - C(N_neg, k)/C(N, k); Eq. 15 subtracts C(N_neg - 1, k - 1)/C(N - 1, k - 1)")
+                  hint="Eq. 11: R_group = 1 - C(N_neg, k)/C(N, k); "
+                       "Eq. 15 subtracts C(N_neg - 1, k - 1)/C(N - 1, k - 1)")
 
 
 def test_equals_the_mean_over_all_groups(impl):
@@ -78,7 +79,8 @@ def test_each_prompt_sums_to_zero(impl):
     rewards = rows_every_n_pos(16)
     got = call(impl.passk_analytic_advantage, rewards, k=4)
     expect_shape(got, rewards.shape, "passk_analytic_advantage(every accuracy of N=16, k=4)")
-    expect_tensor(got.double().sum(-1), torch.zeros(17), "passk_analytic_advantage(every accuracy of N=16, k=4).sum(-1)",
+    expect_tensor(got.double().sum(-1), torch.zeros(17),
+                  "passk_analytic_advantage(every accuracy of N=16, k=4).sum(-1)",
                   atol=1e-4, hint="N_pos A_pos + N_neg A_neg = 0 for every prompt")
 
 

@@ -24,7 +24,8 @@ CLIPPED = [False, True, False, True, False, False]
 def one_token_rows(ratios, advantages):
     old_logp = torch.full((len(ratios), 1), -1.0, dtype=torch.float64)
     logp = old_logp + torch.log(torch.tensor(ratios, dtype=torch.float64))[:, None]
-    return logp, old_logp, torch.tensor(advantages, dtype=torch.float64), torch.ones(len(ratios), 1, dtype=torch.float64)
+    advantages = torch.tensor(advantages, dtype=torch.float64)
+    return logp, old_logp, advantages, torch.ones(len(ratios), 1, dtype=torch.float64)
 
 
 def test_each_regime_of_the_clip(impl):

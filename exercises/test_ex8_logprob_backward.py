@@ -45,7 +45,8 @@ def test_shapes(impl):
 
 def test_a_case_worked_by_hand(impl):
     # one token, d = 1, V = 2, T = 1: z = [1, 0] h = [1, 0], p = [e/(e+1), 1/(e+1)], target 0, grad 1
-    # dz = onehot - p = [1/(e+1), -1/(e+1)];  grad_hidden = dz @ W = 1/(e+1);  grad_weight = dz^T h = [[1/(e+1)], [-1/(e+1)]]
+    # dz = onehot - p = [1/(e+1), -1/(e+1)];  grad_hidden = dz @ W = 1/(e+1);
+    # grad_weight = dz^T h = [[1/(e+1)], [-1/(e+1)]]
     hidden = torch.tensor([[1.0]], dtype=torch.float64)
     weight = torch.tensor([[1.0], [0.0]], dtype=torch.float64)
     check(impl, hidden, weight, torch.tensor([0]), torch.tensor([1.0], dtype=torch.float64), 1.0,
