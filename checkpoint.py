@@ -1,32 +1,60 @@
-"""Checkpoints: a run's directory, written so that nothing is lost.
+"""Checkpoints and stops: a run's directory, written so that nothing is lost.
 
 A run writes `runs/<name>/`. Each checkpoint is a directory `ckpt_<step>/` holding the weights
 (the policy's `save_weights`: `model.safetensors` for the tiny GPT, a `save_pretrained` folder for
-Hugging Face models; FSDP2 adds `shards/`), `trainer.pt` (optimizer, step, every rank's RNG) and
-the resolved `config.yaml`. It is written under a temporary name and renamed when complete, so a
-kill at any moment leaves either the old checkpoint or the new one, never half of one; the file
-`latest` (also written by rename) names the newest. A directory with `latest` or a `ckpt_*` holds a
-run, and train.py refuses to start a new run there without --resume. Beside the checkpoints, a run
-keeps `metrics.jsonl` (MetricsLog: one JSON object per line, each with its step), and a checkpoint
-keeps the RNG states (rng_state) that make a resumed run continue as the uninterrupted one would.
+Hugging Face models; FSDP2 adds `shards/`), `trainer.pt` (optimizer, step, every rank's RNG),
+`evals.json` (the evaluations before and after RL), `run_id` (which run wrote it) and the resolved
+`config.yaml`. It is written under a temporary name and renamed when complete, so a kill at any
+moment leaves either the old checkpoint or the new one, never half of one; the file `latest` (also
+written by rename) names the newest. Pruning deletes only older checkpoints of the same run, never
+the one `latest` names. A directory with `latest` or a `ckpt_*` holds a run, and train.py refuses to
+start a new run there without --resume. Resuming takes the newest intact checkpoint: `latest`'s, or,
+when that is missing, unreadable or damaged, the next newest, and says what it skipped.
+
+Beside the checkpoints, a run keeps `metrics.jsonl` (MetricsLog: one JSON object per line, each
+with its step); a checkpoint keeps the RNG states (rng_state) that make a resumed run continue as
+the uninterrupted one would. `GracefulStop` turns Ctrl-C, SIGTERM (schedulers, preemptible machines)
+and SIGHUP into a stop at the end of the step in progress, with a checkpoint.
 
 Left out: cloud storage, asynchronous saving, keeping the best checkpoint by a metric.
 """
+import contextlib
 import json
 import os
 import random
 import shutil
+import signal
+import threading
 
 import torch
 import yaml
 
+LEFTOVER_MARKS = (".tmp-", ".old-")  # names of half-written files and swapped-out checkpoints
 
-def save_checkpoint(run_dir, step: int, model, trainer_state: dict, config: dict, keep: int = 2,
-                    temp=None) -> str:
+
+class RunError(Exception):
+    """A run that cannot start or go on (its directory, its checkpoints): the message says what to do, in one line."""
+
+
+class Diverged(RunError):
+    """The weights or the loss are no longer finite: the run stops and keeps its last good checkpoint."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A run stopped by a signal after saving its last step: the exit code says which signal (128 + its number)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def save_checkpoint(run_dir, step: int, model, trainer_state: dict, config: dict, keep: int = 2, temp=None,
+                    run_id: str = "") -> str:
     """Write runs/<name>/ckpt_<step>/ atomically (temp dir, then rename) and point `latest` at it.
 
-    temp: a directory that already holds the weights (FSDP2: every rank's shards and the export,
-    distributed.py), finished here; model is then None.
+    trainer_state's "evals" go to evals.json, the rest to trainer.pt. temp: a directory that already holds the
+    weights (FSDP2: every rank's shards and the export, distributed.py), finished here; model is then None.
+    keep: this run's checkpoints kept (older ones of the same run_id are deleted; another run's never are).
     """
     final = os.path.join(run_dir, f"ckpt_{step}")
     if temp is None:
@@ -35,15 +63,24 @@ def save_checkpoint(run_dir, step: int, model, trainer_state: dict, config: dict
         os.makedirs(temp)
     if model is not None:
         model.save_weights(temp)
-    torch.save(trainer_state, os.path.join(temp, "trainer.pt"))
+    state = dict(trainer_state)
+    write_atomic(os.path.join(temp, "evals.json"), json.dumps(state.pop("evals", {})))
+    torch.save(state, os.path.join(temp, "trainer.pt"))
     with open(os.path.join(temp, "config.yaml"), "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
-    if os.path.exists(final):  # re-saving a step (e.g. after a resume): swap out the old copy
-        shutil.rmtree(final)
+    with open(os.path.join(temp, "run_id"), "w") as f:
+        f.write(run_id)
+    old = None
+    if os.path.exists(final):  # re-saving a step (after a resume): move the old copy aside, never delete it first
+        old = final + f".old-{os.getpid()}"
+        os.replace(final, old)
     os.replace(temp, final)
     write_atomic(os.path.join(run_dir, "latest"), os.path.basename(final) + "\n")
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+    if old:
         shutil.rmtree(old, ignore_errors=True)
+    older = [path for path in list_checkpoints(run_dir) if path != final and read_run_id(path) == run_id]
+    for path in older[:max(0, len(older) - (keep - 1))] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
     return final
 
 
@@ -53,6 +90,28 @@ def write_atomic(path, text: str):
     with open(temp, "w") as f:
         f.write(text)
     os.replace(temp, path)
+
+
+def read_run_id(checkpoint_dir) -> str:
+    try:
+        with open(os.path.join(checkpoint_dir, "run_id")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def read_evals(checkpoint_dir, trainer_state: dict) -> dict:
+    """{"before", "after"}: a checkpoint's evaluations (evals.json; older checkpoints kept them in trainer.pt)."""
+    try:
+        with open(os.path.join(checkpoint_dir, "evals.json")) as f:
+            return json.load(f)
+    except OSError:
+        return {"before": trainer_state.get("eval_before"), "after": trainer_state.get("eval_after")}
+
+
+def record_evals(checkpoint_dir, evals: dict):
+    """Update a checkpoint's evaluations (the final one, measured after its weights were saved)."""
+    write_atomic(os.path.join(checkpoint_dir, "evals.json"), json.dumps(evals))
 
 
 def list_checkpoints(run_dir) -> list[str]:
@@ -69,13 +128,27 @@ def holds_run(run_dir) -> bool:
 
 
 def latest_checkpoint(run_dir):
-    """The checkpoint `latest` names, or None when the run has none."""
+    """The checkpoint `latest` names, or None when the run has none (or `latest` names nothing there)."""
     pointer = os.path.join(run_dir, "latest")
-    if not os.path.exists(pointer):
+    try:
+        with open(pointer) as f:
+            name = f.read().strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    with open(pointer) as f:
-        path = os.path.join(run_dir, f.read().strip())
-    return path if os.path.isdir(path) else None
+    path = os.path.join(run_dir, name)
+    return path if name.startswith("ckpt_") and os.path.isdir(path) else None
+
+
+def resume_candidates(run_dir) -> tuple[list[str], list[str]]:
+    """(checkpoints to try, newest first: `latest`'s, then the others; notes on a missing or broken `latest`)."""
+    found = list_checkpoints(run_dir)[::-1]
+    latest, notes = latest_checkpoint(run_dir), []
+    if found and latest is None:
+        notes.append(f"{os.path.join(run_dir, 'latest')} is missing or names no checkpoint")
+    if latest in found:
+        found.remove(latest)
+        found.insert(0, latest)
+    return found, notes
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -84,6 +157,20 @@ def resolve_checkpoint(path: str) -> str:
         return latest_checkpoint(path) or path
     return path
 
+
+def clean_leftovers(run_dir):
+    """Tidy what interrupted writes left behind: a checkpoint moved aside by a re-save that was killed before the
+    new copy took its place goes back (ckpt_N.old-* -> ckpt_N); every other *.tmp-* and *.old-* is removed (a
+    disk-full failure otherwise leaves one per retry)."""
+    if not os.path.isdir(run_dir):
+        return
+    for name in sorted(os.listdir(run_dir)):
+        path = os.path.join(run_dir, name)
+        original = os.path.join(run_dir, name.split(".old-")[0])
+        if ".old-" in name and not os.path.exists(original):
+            os.replace(path, original)
+        elif any(mark in name for mark in LEFTOVER_MARKS):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 def rng_state() -> dict:
@@ -99,15 +186,30 @@ def set_rng_state(state: dict):
 
 
 class MetricsLog:
-    """metrics.jsonl: one JSON object per line, each with its step; path None (ranks > 0) writes nothing."""
+    """metrics.jsonl: one JSON object per line, each with its step; path None (ranks > 0) writes nothing.
 
-    def __init__(self, path, resume_step=None):
+    Resuming keeps what was logged up to the checkpoint's step; a torn last line (a kill mid-write) is dropped
+    with a note, a damaged line before it is an error that names the line.
+    """
+
+    def __init__(self, path, resume_step=None, log=print):
         self.path = path
         if path is None:
             return
         if resume_step is not None and os.path.exists(path):  # drop what was logged after the checkpoint
             with open(path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+                lines = [line for line in f if line.strip()]
+            kept = []
+            for number, line in enumerate(lines, start=1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    if number < len(lines):
+                        raise ValueError(f"{path}:{number} is not valid JSON; fix or remove that line") from None
+                    log(f"{path}: dropped a torn last line (line {number})")
+                    continue
+                if row["step"] <= resume_step:
+                    kept.append(line if line.endswith("\n") else line + "\n")
             with open(path, "w") as f:
                 f.writelines(kept)
         elif resume_step is None:
@@ -118,3 +220,90 @@ class MetricsLog:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+
+class GracefulStop:
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP. Inside `deferred()` (the training steps) the first one asks the run to
+    stop at the end of the step in progress: `requested` is set, and train.py saves that step and stops. A second
+    one, or the first one outside `deferred()` (an evaluation, where stopping loses nothing the last checkpoint
+    does not hold), raises KeyboardInterrupt at once. Handlers are installed only in the main thread."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, log=print):
+        self.log, self.requested, self.deferring, self.previous = log, None, False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                if hasattr(signal, name):
+                    number = getattr(signal, name)
+                    self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number, frame):
+        if self.deferring and self.requested is None:
+            self.requested = number
+            self.log(f"\n{signal.Signals(number).name}: stopping after the step in progress, with a checkpoint "
+                     f"(again to stop at once, without one)")
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.deferring = True
+        try:
+            yield self
+        finally:
+            self.deferring = False
+
+
+# ----------------------------------------------------------------------------- starting and resuming a run
+
+def prepare_run_dir(run_dir: str, resume: bool, config: dict, main_rank: bool) -> str:
+    """runs/<name>/, refusing to start a new run over an earlier one, with the resolved config.yaml in it."""
+    if not resume and holds_run(run_dir):  # never overwrite an earlier run's checkpoints
+        raise RunError(f"{run_dir} already holds a run: add --resume to continue it, or give this run "
+                          f"its own --run.name")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        if main_rank:
+            clean_leftovers(run_dir)
+            with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+                yaml.safe_dump(config, f, sort_keys=False)
+    except OSError as err:
+        raise RunError(f"run.out_dir: cannot write the run directory {run_dir} ({err.strerror})") from None
+    return run_dir
+
+
+def load_newest_intact(candidates, policy, config: dict, log) -> str:
+    """The first of the checkpoints (newest first) whose weights and trainer state load; the policy holds its
+    weights. Each one skipped is named; none intact is an error, never a silent fresh start."""
+    skipped = []
+    for candidate in candidates:
+        try:
+            policy.load_weights(candidate)
+            torch.load(os.path.join(candidate, "trainer.pt"), weights_only=False, mmap=True, map_location="cpu")
+        except Exception as err:  # truncated, deleted or garbage files: try the next one
+            skipped.append(candidate)
+            log(f"--resume: skipped {candidate}: {str(err).splitlines()[0][:160] if str(err) else type(err).__name__}")
+            continue
+        with open(os.path.join(candidate, "config.yaml")) as f:
+            saved = flatten(yaml.safe_load(f) or {})
+        now = flatten(config)
+        changed = [f"{key} {saved.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(saved) | set(now))
+                   if key != "run.resume" and saved.get(key) != now.get(key)]
+        if changed:
+            log(f"--resume: settings differ from {candidate}'s: " + "; ".join(changed))
+        return candidate
+    raise RunError(f"--resume: no intact checkpoint in {os.path.dirname(candidates[0])} (skipped "
+                      f"{', '.join(os.path.basename(c) for c in skipped)}); move the run away to start it afresh")
+
+
+def flatten(settings: dict) -> dict:
+    return {f"{section}.{key}": value for section, values in settings.items() if isinstance(values, dict)
+            for key, value in values.items()}

@@ -28,6 +28,7 @@ import yaml
 import advantage
 import distributed
 import hf_policy
+import reward
 import tasks
 from checkpoint import resolve_checkpoint
 from model import GPT, GPTConfig
@@ -154,7 +155,7 @@ class RLConfig:
     rs_beta: float = 2.0
     """rs_grpo: risk sensitivity of (1/beta) log E[exp(beta r)]: 0 is the mean reward, larger moves towards the max"""
     best_of_n_std: bool = False
-    """best_of_n: divide by the group's Bessel std as verl's grpo_passk does by default (false: the paper's estimator)"""
+    """best_of_n: divide by the group's Bessel std, as verl's grpo_passk does by default (false: the paper's form)"""
     schedule: list = field(default_factory=list)
     """phases [{until_step, advantage, k}, ...]; empty = one phase from advantage and k"""
     lr: float = 1e-4
@@ -197,6 +198,17 @@ class RLConfig:
     """leave prompts whose advantages are all 0 out of the update's forward/backward (same gradient, less compute)"""
     logprob: str = "fused"
     """fused (chunked, never holds [tokens, vocab]) or naive (full log_softmax)"""
+    tis_cap: float = 0.0
+    """truncated importance sampling: weigh each token's loss by min(pi_old / pi_sampler, cap) (0 = off; e.g. 2)"""
+    dual_clip: float = 0.0
+    """dual-clip c for negative advantages: a token's loss is at most -c A (0 = off; c > 1 + eps_high, e.g. 3)"""
+    resample_rounds: int = 0
+    """dynamic sampling (DAPO): up to this many extra rounds of B prompts refill the batch with prompts that carry
+    signal (0 = off; one process only)"""
+    max_skipped_updates: int = 8
+    """stop the run when this many updates in a row had a non-finite loss or gradient (0 = never stop)"""
+    entropy_mean: str = "token"
+    """entropy_adaptive's ranking: token (every response token weighs the same) or response (mean of responses)"""
 
 
 @dataclass
@@ -288,8 +300,14 @@ def load_config_file(cfg: Config, path: str, seen=()):
         raise ConfigError(f"config file not found: {path}")
     if os.path.abspath(path) in seen:
         raise ConfigError(f"config {path} includes itself through 'base'")
-    with open(path) as f:
-        settings = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            settings = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        where = f" at line {err.problem_mark.line + 1}" if getattr(err, "problem_mark", None) else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} cannot be read ({err})") from None
     if not isinstance(settings, dict):
         raise ConfigError(f"{path} must hold a mapping of sections")
     base = settings.pop("base", None)
@@ -379,10 +397,64 @@ def active_phase(cfg: Config, step: int) -> dict:
     return next((p for p in schedule if step < p["until_step"]), schedule[-1])
 
 
+# every numeric field's allowed range: (test, what the message says); checked first, when the config is loaded
+POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
+AT_LEAST_1, PROBABILITY = (lambda v: v >= 1, ">= 1"), (lambda v: 0 < v <= 1, "in (0, 1]")
+RANGES = {
+    "run.checkpoint_every": AT_LEAST_1, "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 keeps every one)"),
+    "run.threads": NON_NEGATIVE,
+    "model.n_layer": AT_LEAST_1, "model.n_head": AT_LEAST_1, "model.n_embd": AT_LEAST_1, "model.block_size": AT_LEAST_1,
+    "task.min_size": (lambda v: v >= 3, ">= 3"), "task.max_size": (lambda v: v >= 3, ">= 3"),
+    "task.loop_frac": (lambda v: 0 <= v <= 1, "in [0, 1]"), "task.n_numbers": AT_LEAST_1,
+    "task.max_number": AT_LEAST_1, "task.n_heldout": AT_LEAST_1, "task.max_new_tokens": AT_LEAST_1,
+    "sft.steps": NON_NEGATIVE, "sft.batch_size": AT_LEAST_1, "sft.lr": POSITIVE, "sft.warmup": NON_NEGATIVE,
+    "sft.weight_decay": NON_NEGATIVE, "sft.buckets": AT_LEAST_1,
+    "rl.steps": NON_NEGATIVE, "rl.prompts_per_step": AT_LEAST_1,
+    "rl.responses_per_prompt": (lambda v: v >= 2, ">= 2 (group advantages compare a prompt's responses)"),
+    "rl.k": AT_LEAST_1, "rl.n_groups": NON_NEGATIVE, "rl.lr": POSITIVE, "rl.warmup": NON_NEGATIVE,
+    "rl.weight_decay": NON_NEGATIVE, "rl.adam_beta2": (lambda v: 0 < v < 1, "in (0, 1)"), "rl.epochs": AT_LEAST_1,
+    "rl.minibatches": AT_LEAST_1, "rl.micro_batch": NON_NEGATIVE, "rl.rollout_prompts": NON_NEGATIVE,
+    "rl.eps_low": (lambda v: 0 <= v < 1, "in [0, 1)"), "rl.eps_high": NON_NEGATIVE, "rl.kl_coef": NON_NEGATIVE,
+    "rl.grad_clip": POSITIVE, "rl.temperature": POSITIVE, "rl.top_p": PROBABILITY, "rl.top_k": NON_NEGATIVE,
+    "rl.tis_cap": (lambda v: v == 0 or v >= 1, "0 (off) or >= 1 (a cap below 1 would shrink every token)"),
+    "rl.dual_clip": NON_NEGATIVE, "rl.resample_rounds": NON_NEGATIVE, "rl.max_skipped_updates": NON_NEGATIVE,
+    "eval.every": NON_NEGATIVE, "eval.n_samples": AT_LEAST_1, "eval.n_problems": AT_LEAST_1,
+    "eval.temperature": (lambda v: v >= 0, ">= 0 (0 is greedy)"), "eval.top_p": PROBABILITY,
+    "reward.workers": NON_NEGATIVE, "reward.timeout_s": POSITIVE, "rl.rs_beta": (lambda v: True, "a finite number"),
+}
+CHOICES = {"reward.backend": ("sympy", "math_verify"), "rl.lr_schedule": ("constant", "cosine"),
+           "rl.loss_agg": ("token_mean", "seq_mean", "constant"), "rl.logprob": ("fused", "naive"),
+           "rl.entropy_mean": ("token", "response"), "run.distributed": distributed.MODES}
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
+
+
+def check_ranges(cfg: Config):
+    """Every field in RANGES within its range (numbers finite) and every field in CHOICES one of its choices."""
+    values = {f"{section}.{key}": value for section, fields in dataclasses.asdict(cfg).items()
+              for key, value in fields.items()}
+    for key, (test, allowed) in RANGES.items():
+        if not math.isfinite(values[key]) or not test(values[key]):
+            raise ConfigError(f"{key}={values[key]} is out of range: it must be {allowed}")
+    for key, choices in CHOICES.items():
+        if values[key] not in choices:
+            raise ConfigError(f"{key} '{values[key]}' must be one of {', '.join(choices)}")
+    device = cfg.run.device
+    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"run.device '{device}' must be one of {', '.join(DEVICES)} or cuda:N")
+    m = cfg.model
+    if m.n_embd % m.n_head or (m.n_embd // m.n_head) % 2:
+        raise ConfigError(f"model.n_embd={m.n_embd} must split into model.n_head={m.n_head} heads of an even width "
+                          f"(rotary embeddings rotate pairs)")
+    if cfg.task.name == "maze" and not m.hf:  # the largest grid, a newline per row and BOS, then the response
+        longest = cfg.task.max_size * (cfg.task.max_size + 1) + 1 + cfg.task.max_new_tokens
+        if m.block_size < longest:
+            raise ConfigError(f"model.block_size={m.block_size} is shorter than the longest maze prompt plus "
+                              f"task.max_new_tokens ({longest} tokens at task.max_size={cfg.task.max_size})")
+
+
 def validate(cfg: Config):
+    check_ranges(cfg)
     rl, N = cfg.rl, cfg.rl.responses_per_prompt
-    if N < 2:
-        raise ConfigError(f"rl.responses_per_prompt={N}: group advantages need at least 2 responses per prompt")
     for i, phase in enumerate(phases(cfg)):
         where = f"rl.schedule[{i}]" if rl.schedule else "rl"
         if not isinstance(phase, dict) or set(phase) != set(PHASE_KEYS):
@@ -395,26 +467,23 @@ def validate(cfg: Config):
                               f"(k = N gives no signal)")
         if not isinstance(phase["until_step"], int):
             raise ConfigError(f"{where}.until_step must be an integer, got {phase['until_step']!r}")
+        if phase["advantage"] == "passk_full" and N % phase["k"]:  # the leftovers would be sampled, then dropped
+            raise ConfigError(f"{where}: passk_full needs rl.responses_per_prompt={N} to be a multiple of "
+                              f"k={phase['k']} (the N mod k leftovers would cost samples and carry no advantage)")
     steps = [p["until_step"] for p in phases(cfg)]
     if steps != sorted(steps):
         raise ConfigError(f"rl.schedule until_step values must increase, got {steps}")
     if N % rl.minibatches:
         raise ConfigError(f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt={N} "
                           f"(each mini-batch takes an equal share of every prompt's responses)")
-    if rl.lr_schedule not in ("constant", "cosine"):
-        raise ConfigError(f"rl.lr_schedule '{rl.lr_schedule}' must be constant or cosine")
-    if rl.loss_agg not in ("token_mean", "seq_mean", "constant"):
-        raise ConfigError(f"rl.loss_agg '{rl.loss_agg}' must be token_mean, seq_mean or constant")
-    if rl.logprob not in ("fused", "naive"):
-        raise ConfigError(f"rl.logprob '{rl.logprob}' must be fused or naive")
+    if rl.dual_clip and not rl.dual_clip > 1 + rl.eps_high:
+        raise ConfigError(f"rl.dual_clip={rl.dual_clip} must be 0 (off) or above 1 + rl.eps_high = {1 + rl.eps_high}")
     if cfg.task.name not in tasks.TASKS:
         raise ConfigError(f"task.name '{cfg.task.name}' is unknown; known: {', '.join(tasks.TASKS)}")
     if cfg.task.name == "math":
         validate_math(cfg)
     if cfg.model.hf:
         validate_hf(cfg.model)
-    if cfg.run.distributed not in distributed.MODES:
-        raise ConfigError(f"run.distributed '{cfg.run.distributed}' must be one of {', '.join(distributed.MODES)}")
     if cfg.run.distributed == "fsdp" and not cfg.model.hf:
         raise ConfigError("run.distributed: fsdp shards Hugging Face models (model.hf); the tiny GPT uses ddp")
     if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
@@ -424,6 +493,8 @@ def validate(cfg: Config):
         raise ConfigError(f"eval.ks {bad_ks} must lie in 1..eval.n_samples={cfg.eval.n_samples}")
     if cfg.eval.n_problems > cfg.task.n_heldout:
         raise ConfigError(f"eval.n_problems={cfg.eval.n_problems} exceeds task.n_heldout={cfg.task.n_heldout}")
+    if cfg.task.max_size < cfg.task.min_size:
+        raise ConfigError(f"task.max_size={cfg.task.max_size} is below task.min_size={cfg.task.min_size}")
 
 
 def validate_math(cfg: Config):
@@ -460,7 +531,10 @@ def pick_device(name: str = "auto") -> torch.device:
 def build_task(cfg: Config):
     """The task of task.name (tasks.TASKS); a bad data file or a task too small is a one-line ConfigError."""
     try:
-        return tasks.TASKS[cfg.task.name](cfg.task)
+        task = tasks.TASKS[cfg.task.name](cfg.task)
+        if cfg.task.name == "math":  # a gold answer that cannot be verified in time is refused here, once
+            reward.check_golds([*task.heldout, *task.train], **reward_options(cfg))
+        return task
     except ValueError as err:  # the message names the file, line and field, or the setting to change
         raise ConfigError(str(err)) from None
 
@@ -479,8 +553,24 @@ def build_policy(cfg: Config, device, checkpoint=None):
     if checkpoint:
         return GPT.from_weights(checkpoint, device), tokenizer
     gpt_config = GPTConfig(vocab_size=64 * math.ceil(tokenizer.vocab_size / 64), block_size=m.block_size,
-                                  n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, tie_embeddings=m.tie_embeddings)
+                           n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, tie_embeddings=m.tie_embeddings)
     return GPT(gpt_config).to(device), tokenizer
+
+
+def check_prompt_lengths(cfg: Config, task, tokenizer, context: int):
+    """Refuse, naming the file and line (or the held-out problem), a prompt that leaves the model too few positions
+    for task.max_new_tokens: every held-out problem, and every training problem of a data file."""
+    room = context - cfg.task.max_new_tokens
+    problems = [*task.heldout, *getattr(task, "train", [])]
+    for index, problem in enumerate(problems):
+        where = problem.origin or f"held-out {task.name} problem {index}"
+        if len(problem.prompt) > 64 * context:  # far too long in characters: no need to tokenize megabytes
+            length, unit = len(problem.prompt), "characters"
+        else:
+            length, unit = len(tokenizer.encode_prompt(problem.prompt)), "tokens"
+        if length > room:
+            raise ConfigError(f"{where}: the prompt is {length} {unit}, more than the {room} the model's {context} "
+                              f"positions leave beside task.max_new_tokens={cfg.task.max_new_tokens}")
 
 
 def load_for_eval(path: str):

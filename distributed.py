@@ -131,6 +131,14 @@ def gather_lists(items: list) -> list:
     return [item for part in parts for item in part]
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is true on any (a stop one rank was asked for is every rank's)."""
+    if world_size() == 1:
+        return flag
+    return bool(all_reduce_sum(torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl"
+                                            else "cpu")).item())
+
+
 # ----------------------------------------------------------------------------- wrapping
 
 def wrap(policy, mode: str, device):
@@ -217,7 +225,8 @@ def grad_norm_value(norm) -> float:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, config: dict, keep: int) -> str:
+def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, config: dict, keep: int,
+                    run_id: str = "") -> str:
     """runs/<name>/ckpt_<step>/ as docs/design.md lays it out, written by one rank (DDP) or all (FSDP2).
 
     trainer_state holds this rank's "rng"; with several ranks trainer.pt holds the list of all ranks'.
@@ -225,7 +234,7 @@ def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, 
     final = os.path.join(run_dir, f"ckpt_{step}")
     if world_size() == 1:
         return checkpoint.save_checkpoint(run_dir, step, policy, {**trainer_state, "optimizer": optimizer.state_dict()},
-                                          config, keep=keep)
+                                          config, keep=keep, run_id=run_id)
     trainer_state = {**trainer_state, "rng": gather_lists([trainer_state["rng"]])}
     if is_sharded(policy):
         from torch.distributed import checkpoint as dcp
@@ -240,10 +249,11 @@ def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, 
         dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=os.path.join(temp, SHARDS))
         export_pretrained(policy, temp)
         if is_main():
-            checkpoint.save_checkpoint(run_dir, step, None, trainer_state, config, keep=keep, temp=temp)
+            checkpoint.save_checkpoint(run_dir, step, None, trainer_state, config, keep=keep, temp=temp, run_id=run_id)
     elif is_main():
         checkpoint.save_checkpoint(run_dir, step, unwrap(policy),
-                                   {**trainer_state, "optimizer": optimizer.state_dict()}, config, keep=keep)
+                                   {**trainer_state, "optimizer": optimizer.state_dict()}, config, keep=keep,
+                                   run_id=run_id)
     barrier()  # no rank goes on (and may read `latest`) before the checkpoint is complete
     return final
 
@@ -284,4 +294,5 @@ def load_trainer_state(directory, policy, optimizer) -> dict:
         optimizer.load_state_dict(state["optimizer"])
     rng = state["rng"]
     state["rng"] = rng[rank() % len(rng)] if isinstance(rng, list) else rng
+    state["evals"] = checkpoint.read_evals(directory, state)
     return state

@@ -100,6 +100,21 @@ def evaluate(policy, tokenizer, problems, task_name, *, n, max_new_tokens, tempe
     return metrics
 
 
+def format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def summary_table(before: dict, after: dict, ks) -> str:
+    columns = [f"pass@{k}" for k in ks] + ["greedy"]
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, metrics in (("before RL", before), ("after RL", after)):
+        if not metrics:  # eval.before: false
+            continue
+        lines.append(f"| {label} | " + " | ".join(f"{100 * metrics.get('eval/' + c, float('nan')):.1f}"
+                                                   for c in columns) + " |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- plots
 
 def read_metrics(run_dir) -> list[dict]:

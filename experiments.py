@@ -9,7 +9,7 @@
         --eval-problems 4 --eval-samples 8 --out /tmp/study --results /tmp/study/RESULTS.md
 
 The study (Chen et al. 2025, arXiv 2508.10751; the claims are the numbered CLAIMS below):
-1. Warm start once: train.py's own `warm_start` on the config (cached in <out>/../_warmstart/,
+1. Warm start once: warm_start.py's `warm_start` on the config (cached in <out>/../_warmstart/,
    with --run.threads threads), or --model.init CKPT. Every arm and seed starts RL from that one
    checkpoint, so the seed interval measures RL's variability, not the warm start's, and the
    verdicts hold for that one warm start.
@@ -69,6 +69,7 @@ import torch
 import eval as evaluation
 import tasks
 import train
+from warm_start import warm_start
 from checkpoint import latest_checkpoint, resolve_checkpoint, write_atomic
 from config import ConfigError, build_policy, build_task, load_for_eval, parse_args, pick_device
 from study_report import EVAL_FILE, RESULT_FILE, TRAIN_METRICS, git_state, mean_pass_at_k, write_report
@@ -218,7 +219,7 @@ def warm_start_checkpoint(cfg, log=print) -> str:
     device = pick_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     policy, tokenizer = build_policy(cfg, device)
-    return os.path.abspath(train.warm_start(cfg, policy, tokenizer, build_task(cfg), device, log))
+    return os.path.abspath(warm_start(cfg, policy, tokenizer, build_task(cfg), device, log))
 
 
 def checkpoint_step(run_dir: str) -> int:

@@ -129,6 +129,11 @@ class HFPolicy(nn.Module):
     def lm_head(self):
         return self.model.get_output_embeddings()
 
+    @property
+    def context_length(self) -> int:
+        """Positions the model was trained for (its config's max_position_embeddings)."""
+        return int(getattr(self.model.config, "max_position_embeddings", None) or 1 << 20)
+
     def _autocast(self):
         device_type = self.lm_head.weight.device.type
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.compute_dtype == torch.bfloat16)

@@ -35,16 +35,14 @@ two intervals).
 """
 import re
 
-import mpmath
 import sympy
 
 import latex
+import numeric
 
 MAX_RESPONSE_CHARS = 500_000     # a longer response or gold is never equal: no generation is that long
 MAX_ANSWER_CHARS = 1_000         # an extracted answer longer than this is compared as text only
 MAX_ITEMS = 64                   # elements of a set/list/tuple we are willing to match
-NUMERIC_POINTS = 3               # random points for the numeric check of symbolic expressions
-NUMERIC_DIGITS = 30              # working precision of that check
 RELATIVE_TOLERANCE = 1e-12   # between two computed (non-literal) values
 MAX_SYMBOLS = 12                 # distinct variables in one comparison
 MIN_DECIMAL_DIGITS = 3           # a written decimal needs this many significant digits to stand for a rounding
@@ -362,114 +360,9 @@ def _number_value(value):
 
 # 4. Comparison ---------------------------------------------------------------------------------
 
-def _points(symbols):
-    """Deterministic pseudo-random points in (1.4, 3.3): the same symbols get the same values on
-    every call, so a verdict never depends on the run."""
-    names = sorted(symbols, key=lambda s: s.name)
-    return [{s: _mp.mpf(137 + 11 * ((7 * index + 13 * k + 5) % 17)) / (97 + 3 * index) for k, s in enumerate(names)}
-            for index in range(NUMERIC_POINTS)]
-
-
-class _Undefined(Exception):
-    """A value we will not compute: a pole, an overflow, an unknown function."""
-
-
-# Our own fixed-precision evaluator over the sympy tree, instead of sympy's evalf, whose adaptive
-# precision can loop for minutes on e^{e^{e^{e^x}}}: every node here costs a bounded amount, and
-# anything beyond about 10^10000 is simply undefined.
-_mp = mpmath.MPContext()
-_mp.dps = NUMERIC_DIGITS
-_MAX_MAGNITUDE_BITS = 33_000
-_CONSTANTS = {sympy.pi: lambda: _mp.pi, sympy.E: lambda: _mp.e, sympy.I: lambda: _mp.j,
-              sympy.EulerGamma: lambda: _mp.euler}
-_NUMERIC_FUNCTIONS = {
-    sympy.exp: "exp", sympy.log: "log", sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan",
-    sympy.sec: "sec", sympy.csc: "csc", sympy.cot: "cot", sympy.asin: "asin", sympy.acos: "acos",
-    sympy.atan: "atan", sympy.sinh: "sinh", sympy.cosh: "cosh", sympy.tanh: "tanh",
-    sympy.gamma: "gamma", sympy.factorial: "factorial",
-}
-
-
-def _bounded(value):
-    if not _mp.isfinite(value) or (value != 0 and _mp.mag(value) > _MAX_MAGNITUDE_BITS):
-        raise _Undefined
-    return value
-
-
-def _numeric(expr, values):
-    if expr.is_Symbol:
-        if expr not in values:
-            raise _Undefined
-        return values[expr]
-    if expr.is_Rational:
-        return _mp.mpf(expr.p) / expr.q
-    if expr in _CONSTANTS:
-        return _CONSTANTS[expr]()
-    args = [_numeric(arg, values) for arg in expr.args]
-    if expr.is_Add:
-        return _bounded(_mp.fsum(args))
-    if expr.is_Mul:
-        return _bounded(_mp.fprod(args))
-    if expr.is_Pow:
-        base, exponent = args
-        if base == 0:
-            if _mp.re(exponent) <= 0:
-                raise _Undefined
-            return _mp.mpf(0)
-        if abs(exponent) * abs(_mp.log(abs(base), 2)) > _MAX_MAGNITUDE_BITS:
-            raise _Undefined
-        return _bounded(_mp.power(base, exponent))
-    if isinstance(expr, sympy.Abs):
-        return abs(args[0])
-    if isinstance(expr, (sympy.floor, sympy.ceiling)):
-        if _mp.im(args[0]) != 0:
-            raise _Undefined
-        return (_mp.floor if isinstance(expr, sympy.floor) else _mp.ceil)(args[0])
-    if isinstance(expr, sympy.binomial):
-        return _bounded(_mp.binomial(*args))
-    name = _NUMERIC_FUNCTIONS.get(expr.func)
-    if name is None or len(args) != 1:
-        raise _Undefined
-    (argument,) = args
-    if name == "exp" and abs(_mp.re(argument)) > _MAX_MAGNITUDE_BITS * 0.69:
-        raise _Undefined
-    if name in ("sin", "cos", "tan", "sec", "csc", "cot") and abs(argument) > 10 ** 100:
-        raise _Undefined                    # argument reduction would need that many digits
-    if name in ("gamma", "factorial") and abs(argument) > 10 ** 4:
-        raise _Undefined
-    if name == "log" and argument == 0:
-        raise _Undefined
-    return _bounded(getattr(_mp, name)(argument))
-
-
-def _evaluate(expr, substitution):
-    """mpmath value of a sympy expression at a point, or None where it is undefined."""
-    try:
-        return _numeric(expr, substitution)
-    except (_Undefined, ValueError, ZeroDivisionError, OverflowError, TypeError):
-        return None
-
-
-def _close(a, b, tolerance):
-    scale = max(abs(a), abs(b))
-    return scale == 0 or abs(a - b) <= tolerance * scale
-
-
-def _numeric_values(expressions):
-    """[[value of each expression] at each random point], skipping points where one is undefined.
-    All the checks below are numeric: no simplify, no expand, so their cost stays bounded."""
-    symbols = set().union(*(e.free_symbols for e in expressions))
-    rows = []
-    for substitution in (_points(symbols) if symbols else [{}]):
-        row = [_evaluate(e, substitution) for e in expressions]
-        if all(value is not None for value in row):
-            rows.append(row)
-    return rows
-
-
 def _expressions_equal(a, b):
-    """Exact where both are exact; otherwise equal values, within RELATIVE_TOLERANCE, at every
-    random point where both are defined (and at least one such point)."""
+    """Exact where both are exact numbers; otherwise equal values, within RELATIVE_TOLERANCE, at every random point
+    where both are defined (and at least one such point); two constants to the working precision."""
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
         if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
             return False
@@ -482,8 +375,18 @@ def _expressions_equal(a, b):
         return False
     if len(a.free_symbols | b.free_symbols) > MAX_SYMBOLS:
         return False
-    rows = _numeric_values([a, b])
-    return bool(rows) and all(_close(value_a, value_b, RELATIVE_TOLERANCE) for value_a, value_b in rows)
+    rows = numeric.values_at_points([a, b])
+    if not rows or not all(numeric.close(value_a, value_b, RELATIVE_TOLERANCE) for value_a, value_b in rows):
+        return False
+    if a.free_symbols or b.free_symbols:
+        return True
+    # two exact constants: e^{40} + 1 is not e^{40}, though they agree to 1e-12; they must agree to the working
+    # precision, raised by their magnitude so that a +1 at that size still shows
+    scale = max(abs(rows[0][0]), abs(rows[0][1]))
+    digits = numeric.DIGITS + max(0, int(numeric.mp.mag(scale)) * 3 // 10) if scale else numeric.DIGITS
+    with numeric.mp.workdps(digits):
+        x, y = numeric.evaluate(a, {}), numeric.evaluate(b, {})
+        return x is not None and y is not None and numeric.close(x, y, numeric.mp.mpf(10) ** (5 - digits))
 
 
 def _decimal_covers(decimal, value):
@@ -491,12 +394,12 @@ def _decimal_covers(decimal, value):
     rounds to it: 2.6667 covers 8/3, 0.33 (two digits) covers only 0.33."""
     if decimal.significant < MIN_DECIMAL_DIGITS or not isinstance(value, sympy.Expr) or value.free_symbols:
         return False
-    evaluated = _evaluate(value, {})
-    if evaluated is None or _mp.im(evaluated) != 0:
+    evaluated = numeric.evaluate(value, {})
+    if evaluated is None or numeric.mp.im(evaluated) != 0:
         return False
-    half_unit = _mp.mpf(10) ** -decimal.places / 2
-    written = _mp.mpf(decimal.value.p) / decimal.value.q
-    return abs(_mp.re(evaluated) - written) <= half_unit * (1 + 1e-9)
+    half_unit = numeric.mp.mpf(10) ** -decimal.places / 2
+    written = numeric.mp.mpf(decimal.value.p) / decimal.value.q
+    return abs(numeric.mp.re(evaluated) - written) <= half_unit * (1 + 1e-9)
 
 
 def _scalars_equal(gold, pred):
@@ -547,16 +450,16 @@ def _relations_equal(gold, pred):
         return gold_difference == pred_difference
     if len(gold_difference.free_symbols | pred_difference.free_symbols) > MAX_SYMBOLS:
         return False
-    rows = _numeric_values([gold_difference, pred_difference])
+    rows = numeric.values_at_points([gold_difference, pred_difference])
     if not rows or any(p == 0 or g == 0 for g, p in rows):
         return False
     ratios = [g / p for g, p in rows]
-    if any(not _close(ratio, ratios[0], RELATIVE_TOLERANCE) for ratio in ratios):
+    if any(not numeric.close(ratio, ratios[0], RELATIVE_TOLERANCE) for ratio in ratios):
         return False
     ratio = ratios[0]
-    if abs(_mp.im(ratio)) > RELATIVE_TOLERANCE * abs(ratio):
+    if abs(numeric.mp.im(ratio)) > RELATIVE_TOLERANCE * abs(ratio):
         return False
-    return _mp.re(ratio) > 0 if gold_form[0] in ("<", "<=") else True
+    return numeric.mp.re(ratio) > 0 if gold_form[0] in ("<", "<=") else True
 
 
 def _as_open_interval(value):

@@ -171,6 +171,11 @@ class GPT(nn.Module):
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * config.n_layer))
 
+    @property
+    def context_length(self) -> int:
+        """Positions the model can attend over: the longest prompt + response."""
+        return self.config.block_size
+
     @staticmethod
     def _init_weights(module):
         if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -45,12 +45,14 @@ def stats() -> dict:
 
 
 def score(verifier, responses: list, golds: list, *, timeout_s=DEFAULT_TIMEOUT_S, workers=DEFAULT_WORKERS,
-          memory_mb=DEFAULT_MEMORY_MB) -> list[float]:
-    """verifier(response, gold) of every pair, in order, each within timeout_s (a time-out scores 0)."""
+          memory_mb=DEFAULT_MEMORY_MB, failed_score=0.0) -> list[float]:
+    """verifier(response, gold) of every pair, in order, each within timeout_s; an answer that times out or
+    crashes its worker scores failed_score (0: a wrong answer)."""
     if timeout_s <= 0 or workers < 1:
         raise ValueError(f"timeout_s must be positive and workers >= 1, got {timeout_s} and {workers}")
     with _pool_lock:
-        return _score_in_pool(_verifier_spec(verifier), responses, golds, timeout_s, workers, memory_mb)
+        return _score_in_pool(_verifier_spec(verifier), responses, golds, timeout_s, workers, memory_mb,
+                              failed_score)
 
 
 def _verifier_spec(verifier) -> tuple[str, str, str]:
@@ -61,12 +63,13 @@ def _verifier_spec(verifier) -> tuple[str, str, str]:
 
 # ----------------------------------------------------------------------------- the worker's side
 
-def _worker_loop(directory, module_name, function_name, memory_mb):
+def _worker_loop(directory, module_name, function_name, memory_mb, parent):
     """Entry point of a worker process: read a line [[job_id, response, gold], ...], answer one line
     [job_id, score] per job as soon as it is done (the parent's clock restarts on each)."""
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr                 # a stray print must not corrupt the reply stream
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the trainer's; it closes our stdin
+    _exit_with_parent(parent)
     try:
         import resource
         limit = memory_mb * 1024 * 1024
@@ -88,11 +91,30 @@ def _worker_loop(directory, module_name, function_name, memory_mb):
             replies.flush()
 
 
+def _exit_with_parent(parent: int):
+    """A worker busy on an answer when its trainer is killed must not run on alone at 100 % CPU: on Linux the
+    kernel kills it with its parent (PR_SET_PDEATHSIG), elsewhere a thread checks the parent every second."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the kernel was told
+        os._exit(0)
+
+
 # ----------------------------------------------------------------------------- the parent's side
 
 def _start_worker(spec, memory_mb):
     here = os.path.dirname(os.path.abspath(__file__))
-    code = f"import sys; sys.path.insert(0, {here!r}); import pool; pool._worker_loop(*{spec!r}, {int(memory_mb)})"
+    code = (f"import sys; sys.path.insert(0, {here!r}); import pool; "
+            f"pool._worker_loop(*{spec!r}, {int(memory_mb)}, {os.getpid()})")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, bufsize=0, close_fds=True)
     _stats["worker_starts"] += 1
@@ -143,12 +165,12 @@ def _replace_worker(index):
     _pool[index] = _start_worker(worker["spec"], worker["memory_mb"])
 
 
-def _score_in_pool(spec, responses, golds, timeout_s, workers, memory_mb):
+def _score_in_pool(spec, responses, golds, timeout_s, workers, memory_mb, failed_score):
     """Scores in order. Jobs go out in small chunks (one pipe write per chunk) and come back one
     line per answer; a worker's deadline is timeout_s after its last answer, so every answer has
     its own time limit. On a time-out or a crash, the answer in progress scores 0, the rest of
     the chunk goes back to the queue and only that worker is replaced."""
-    scores = [0.0] * len(responses)
+    scores = [failed_score] * len(responses)
     pending = collections.deque(range(len(responses)))
     _resize_pool(spec, workers, memory_mb)
     chunk_size = max(1, min(MAX_CHUNK, len(pending) // (4 * len(_pool))))
@@ -204,7 +226,7 @@ def _score_in_pool(spec, responses, golds, timeout_s, workers, memory_mb):
 
 
 def _requeue_after_failure(worker, pending):
-    """The answer in progress keeps its 0.0; the rest of the worker's chunk is retried."""
+    """The answer in progress keeps its failed score; the rest of the worker's chunk is retried."""
     worker["jobs"].popleft()
     pending.extendleft(reversed(worker["jobs"]))
     worker["jobs"].clear()

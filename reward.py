@@ -271,6 +271,24 @@ def score_batch(task, responses, golds, *, backend="sympy", timeout_s=pool.DEFAU
     return scores
 
 
+def check_golds(problems, *, backend="sympy", timeout_s=pool.DEFAULT_TIMEOUT_S, workers=pool.DEFAULT_WORKERS,
+                memory_mb=pool.DEFAULT_MEMORY_MB):
+    """Refuse, naming its file and line, a math problem whose gold answer cannot be verified against itself within
+    the time limit: it would cost every one of its N responses that limit, every time it is drawn."""
+    if not workers:
+        return
+    distinct = {}
+    for problem in problems:
+        distinct.setdefault(str(problem.gold), problem)
+    golds = list(distinct)
+    verdicts = pool.score(math_verifier(backend), golds, golds, timeout_s=timeout_s, workers=workers,
+                          memory_mb=memory_mb, failed_score=float("nan"))
+    for gold, verdict in zip(golds, verdicts):
+        if verdict != verdict:  # nan: it timed out (or crashed its worker)
+            raise ValueError(f"{distinct[gold].origin or 'a problem'}: the gold answer {gold[:40]!r} takes more than "
+                             f"reward.timeout_s={timeout_s} s to verify against itself: fix it or leave it out")
+
+
 def math_verifier(backend: str):
     """The math verifier of `reward.backend`: sympy (ours, math_answer.py) or math_verify (Hugging Face's)."""
     if backend not in MATH_BACKENDS:

@@ -11,8 +11,9 @@ is a hash of (prompt seed, response index, t), drawn by inverse-CDF sampling. So
 prompt's responses depend only on its seed, never on which prompts share the batch,
 how many ranks split it, or which device runs it; `temperature=0` is greedy.
 
-The sampler's own log-probs are returned as a diagnostic only: the PPO ratio uses
-log-probs recomputed by the training path (top-p and cache numerics make them differ).
+The sampler's own log-probs (tempered, before top-k/top-p) are returned beside the tokens: the PPO
+ratio uses log-probs recomputed by the training path, and their gap to the sampler's is a diagnostic
+(train/sampler_logp_gap) and, with rl.tis_cap, a weight (truncated importance sampling).
 
 The padding helpers every stage shares live here too: prompts are left-padded (the sampler's
 prefill, and the prompt half of every training row), responses and demonstrations right-padded,
@@ -30,7 +31,7 @@ class Rollout:
     tokens: torch.Tensor            # [B*n, L] response tokens, pad_id after the end
     response_mask: torch.Tensor     # [B*n, L] 1.0 on response tokens, EOS included (the policy must learn to stop)
     truncated: torch.Tensor         # [B*n] bool: no EOS within max_new_tokens
-    sampler_logprobs: torch.Tensor  # [B*n, L] log-prob of each token under the sampling distribution (diagnostic)
+    sampler_logprobs: torch.Tensor  # [B*n, L] each token's log-prob, tempered, before top-k/top-p (the sampler's pi)
     entropy: torch.Tensor = None    # [B*n, L] policy entropy at the sampling temperature, when asked for
 
 
@@ -127,13 +128,15 @@ def tempered_entropy(logits, temperature: float, valid_vocab: int):
 
 
 def sample_token(logits, u, temperature: float, top_k: int, top_p: float, valid_vocab: int):
-    """logits [R, V], u [R] uniforms -> (tokens [R], log-prob under the sampling distribution [R])."""
+    """logits [R, V], u [R] uniforms -> (tokens [R], their log-probs [R] under the tempered distribution over the
+    decodable ids, before top-k and top-p: the sampler's own pi, which truncated importance sampling (rl.tis_cap)
+    compares with the trainer's)."""
     logits = logits.float()
     logits[:, valid_vocab:] = float("-inf")
     if temperature == 0:
         tokens = logits.argmax(-1)
         return tokens, torch.zeros_like(u)
-    logits = logits / temperature
+    logits = tempered = logits / temperature  # [R, V]
     if 0 < top_k < logits.shape[1]:
         kth_largest = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth_largest, float("-inf"))
@@ -146,9 +149,8 @@ def sample_token(logits, u, temperature: float, top_k: int, top_p: float, valid_
     cdf = probs.cumsum(-1)  # [R, V]
     # first id whose cumulative mass exceeds u * total: zero-probability ids are never picked
     index = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp(max=probs.shape[1] - 1)
-    chosen_prob = probs.gather(1, index)[:, 0] / cdf[:, -1]
     tokens = index[:, 0] if order is None else order.gather(1, index)[:, 0]
-    return tokens, chosen_prob.log()
+    return tokens, tempered.gather(1, tokens[:, None])[:, 0] - tempered.logsumexp(-1)
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -41,6 +41,7 @@ class Problem:
     prompt: str          # the text the policy continues
     gold: object         # what the task's verifier compares against (reward.py)
     demo: str = None     # a correct response for the warm start, when one is known
+    origin: str = ""     # where a problem from a file came from ("train.jsonl:12"), for messages
 
 
 # ----------------------------------------------------------------------------- maze
@@ -257,8 +258,13 @@ def read_records(path: str) -> list[tuple[int, dict]]:
         import pyarrow.parquet
         return list(enumerate(pyarrow.parquet.read_table(path).to_pylist(), start=1))
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{number}: not UTF-8 text (byte {raw[err.start]:#04x} at column "
+                                 f"{err.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -283,10 +289,14 @@ def load_math_problems(path: str, template: str = "math", prompt_field: str = "p
                 raise ValueError(f"{path}:{number}: no field '{field_name}' (fields: {', '.join(record) or 'none'}; "
                                  f"set {option} to use another)")
         problem, answer = record[prompt_field], record[answer_field]
-        if not isinstance(problem, str) or not problem.strip() or answer is None or not str(answer).strip():
-            raise ValueError(f"{path}:{number}: '{prompt_field}' must be non-empty text and '{answer_field}' non-empty")
+        if not isinstance(problem, str) or not problem.strip():
+            raise ValueError(f"{path}:{number}: '{prompt_field}' must be non-empty text, got {type(problem).__name__}")
+        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
+            raise ValueError(f"{path}:{number}: '{answer_field}' must be non-empty text or a number, got "
+                             f"{json.dumps(answer)[:40]}")
         gold = str(answer).split("####")[-1].strip()  # GSM8K's "reasoning #### 72"
-        problems.append(Problem(MATH_TEMPLATES[template].format(problem=problem.strip()), gold))
+        problems.append(Problem(MATH_TEMPLATES[template].format(problem=problem.strip()), gold,
+                                origin=f"{path}:{number}"))
     if not problems:
         raise ValueError(f"{path} holds no problems")
     return problems

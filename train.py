@@ -6,8 +6,8 @@
     python train.py --help                                   # every field with its meaning
     torchrun --nproc_per_node=8 train.py --config ...        # data parallel: DDP, or FSDP2 for model.hf
 
-Stage 1, warm start: supervised training on the task's demonstrations (BFS paths for
-mazes), cached under a key of its own config in runs/_warmstart/, so that later runs
+Stage 1, warm start (warm_start.py): supervised training on the task's demonstrations (BFS
+paths for mazes), cached under a key of its own config in runs/_warmstart/, so that later runs
 (other advantages, other seeds) reuse it; skipped when `model.init` names a checkpoint.
 
 Stage 2, RL. One step, as docs/design.md draws it:
@@ -18,126 +18,48 @@ Stage 2, RL. One step, as docs/design.md draws it:
   5. epochs x mini-batches of PPO-clip updates (clip-higher), token-mean loss,
      optional k3 KL to a frozen reference, gradient clipping, AdamW; prompts whose
      advantages are all 0 skip the forward/backward (same gradient: rl.skip_zero_advantage)
-What it keeps from DAPO (the paper's recipe): clip-higher and token-level loss. What it
-leaves out by default: the KL term, the entropy bonus, dynamic sampling.
+What it keeps from DAPO (the paper's recipe): clip-higher and token-level loss. Off by default:
+the KL term, dynamic sampling (rl.resample_rounds), truncated importance sampling (rl.tis_cap),
+dual-clip (rl.dual_clip). Left out: the entropy bonus, value functions.
 
 A run writes runs/<name>/: config.yaml, metrics.jsonl, ckpt_<step>/ (atomic), latest,
-curves.png and passk.png. Ctrl-C saves a checkpoint before exiting. The config and the
-builders of the task and the policy are config.py's.
+curves.png and passk.png. Ctrl-C, SIGTERM and SIGHUP finish the step in progress, save it and
+stop; --resume then continues exactly as the uninterrupted run would have (checkpoint.py). The
+config and the builders of the task and the policy are config.py's.
 
 Under torchrun (distributed.py) the batch stays global: rank r samples a contiguous share of the
 B prompts, all N responses of a prompt on one rank, with the prompt's global seed; rewards and
 per-prompt entropies are gathered so every rank computes the estimator on the whole batch; loss
 denominators are global token (or row) counts; so the update equals a single process's at any
 number of ranks. Every rank runs the same warm start (rank 0 writes its cache; the wrapper then
-gives every rank rank 0's weights). Rank 0 alone logs, plots and prints; Ctrl-C does not save (the
-ranks may stop at different collectives): resume from the last periodic checkpoint.
+gives every rank rank 0's weights). Rank 0 alone logs, plots and prints; after each step the ranks
+agree whether any was asked to stop, so they all save the same step.
 """
 import dataclasses
-import hashlib
 import inspect
-import json
 import math
 import os
 import random
+import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-import yaml
 
 import advantage
 import distributed
 import eval as evaluation
 import reward
-from checkpoint import (MetricsLog, holds_run, latest_checkpoint, resolve_checkpoint, rng_state, save_checkpoint,
+from checkpoint import (Diverged, GracefulStop, MetricsLog, RunError, Stopped, latest_checkpoint, load_newest_intact,
+                        prepare_run_dir, record_evals, resolve_checkpoint, resume_candidates, rng_state,
                         set_rng_state)
-from config import (Config, ConfigError, active_phase, build_policy, build_task, parse_args, pick_device,
-                    reward_options)
-from rollout import combine_seeds, concat_rollouts, generate, micro_slices, right_pad, sequences_batch
-
-
-# ----------------------------------------------------------------------------- stage 1: warm start
-
-def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
-    """Supervised training on demonstrations, cached in runs/_warmstart/<key>/ (key: model, task, sft config)."""
-    key_source = json.dumps({"model": dataclasses.asdict(cfg.model), "task": dataclasses.asdict(cfg.task),
-                             "sft": dataclasses.asdict(cfg.sft), "seed": cfg.run.seed}, sort_keys=True)
-    cache_dir = os.path.join(cfg.run.out_dir, "_warmstart", hashlib.sha1(key_source.encode()).hexdigest()[:12])
-    checkpoint = latest_checkpoint(cache_dir)
-    optimizer = make_optimizer(policy, cfg.sft.lr, cfg.sft.weight_decay)
-    start = 0
-    if checkpoint:
-        policy.load_weights(checkpoint)
-        state = torch.load(os.path.join(checkpoint, "trainer.pt"), weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-        log(f"warm start: {'reusing' if start >= cfg.sft.steps else 'resuming'} {checkpoint} (step {start})")
-
-    def save(step):  # under torchrun every rank trains the same warm start; rank 0 writes it
-        if not distributed.is_main():
-            return None
-        return save_checkpoint(cache_dir, step, policy, {"step": step, "optimizer": optimizer.state_dict()},
-                               dataclasses.asdict(cfg))
-
-    if start >= cfg.sft.steps:
-        return checkpoint
-    policy.train()
-    step, loss_avg, t0 = start, None, time.time()
-    try:
-        for step in range(start, cfg.sft.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = scheduled_lr(cfg.sft.lr, step, cfg.sft.warmup, cfg.sft.steps, cosine=True)
-            loss = sft_step(policy, optimizer, task.train_batch("sft", step, cfg.sft.batch_size), tokenizer, cfg,
-                            device)
-            loss_avg = loss if loss_avg is None else 0.95 * loss_avg + 0.05 * loss
-            if (step + 1) % 100 == 0 or step + 1 == cfg.sft.steps:
-                log(f"warm start step {step + 1}/{cfg.sft.steps}: loss {loss_avg:.4f} ({time.time() - t0:.0f}s)")
-        step = cfg.sft.steps
-    except KeyboardInterrupt:
-        log(f"interrupted: saving the warm start at step {step}")
-        save(step)
-        raise
-    return save(step)
-
-
-def sft_step(policy, optimizer, problems, tokenizer, cfg: Config, device) -> float:
-    """One supervised step: token-mean negative log-likelihood of the demonstrations.
-
-    Rows are sorted by prompt length and run in `sft.buckets` chunks (gradients accumulate), so
-    little compute goes to padding when prompt lengths vary (maze sizes do).
-    """
-    problems = sorted(problems, key=lambda p: len(p.prompt))
-    prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
-    demos = [tokenizer.encode(p.demo) + [tokenizer.eos_ids[0]] for p in problems]
-    total_tokens = sum(len(d) for d in demos)
-    optimizer.zero_grad(set_to_none=True)
-    loss_sum = 0.0
-    chunk = math.ceil(len(problems) / cfg.sft.buckets)
-    for start in range(0, len(problems), chunk):
-        responses, response_mask = right_pad(demos[start:start + chunk], tokenizer.pad_id, device)
-        input_ids, attention_mask = sequences_batch(prompts[start:start + chunk], responses, response_mask,
-                                                    tokenizer.pad_id)
-        logp, _ = policy(input_ids, attention_mask, response_mask, valid_vocab=tokenizer.vocab_size,
-                         fused=cfg.rl.logprob == "fused")
-        loss = -(logp * response_mask).sum() / total_tokens
-        loss.backward()
-        loss_sum += loss.item()
-    torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss_sum
-
-
-def scheduled_lr(peak: float, step: int, warmup: int, steps: int, cosine: bool) -> float:
-    """Linear warmup to `peak`, then `peak` (constant) or a cosine decay to 10 % of it at `steps`."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if not cosine:
-        return peak
-    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+from config import (Config, ConfigError, active_phase, build_policy, build_task, check_prompt_lengths, parse_args,
+                    pick_device, reward_options)
+from rollout import Rollout, combine_seeds, concat_rollouts, generate, micro_slices, sequences_batch
+from warm_start import make_optimizer, scheduled_lr, warm_start
 
 
 # ----------------------------------------------------------------------------- stage 2: one RL step
@@ -150,6 +72,7 @@ class StepBatch:
     response_mask: torch.Tensor   # [b*N, L] 1 on response tokens, EOS included
     loss_mask: torch.Tensor       # [b*N, L] the tokens the loss counts (rl.mask_truncated drops rows without EOS)
     old_logp: torch.Tensor        # [b*N, L] log-probs before the update: the PPO ratio's denominator
+    sampler_logp: torch.Tensor    # [b*N, L] the sampler's, tempered, before top-k/top-p (rl.tis_cap weighs by the gap)
     ref_logp: torch.Tensor        # [b*N, L] the frozen reference's, or None without a KL term
     advantages: torch.Tensor      # [b*N, 1] each response's advantage, broadcast over its tokens
     silent: torch.Tensor          # [b*N] bool: the row's prompt has N zero advantages (no gradient signal)
@@ -163,28 +86,20 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     b = B // distributed.world_size()  # this rank's prompts: b = B in one process
     first = distributed.rank() * b     # the global index of its first prompt
     phase = active_phase(cfg, step)
-    t0 = time.time()
+    estimator = advantage.ESTIMATORS[phase["advantage"]]
+    t0, timeouts_before = time.time(), reward.verifier_stats().get("timeouts", 0)
 
-    # 1. sample b prompts x N responses; the randomness of prompt i comes from (run seed, step, i), i global
-    problems = task.train_batch(f"rl{cfg.run.seed}", step, B)[first:first + b]  # each run seed its own stream
-    prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
-    policy.eval()
+    # 1-2. sample b prompts x N responses and score them; the randomness of prompt i comes from (run seed, step, i),
+    #      i global. Each run seed has its own prompt stream.
+    problems = task.train_batch(f"rl{cfg.run.seed}", step, B)[first:first + b]
     seeds = [combine_seeds(cfg.run.seed, step, first + i) for i in range(b)]
-    chunk = rl.rollout_prompts or b  # prompts per generate call: bounds the KV cache (B*N rows at once otherwise)
-    with distributed.full_weights(policy) as sampler:
-        rollout = concat_rollouts([
-            generate(sampler, prompts[i:i + chunk], n=N, max_new_tokens=cfg.task.max_new_tokens,
-                     eos_ids=tokenizer.eos_ids, pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size,
-                     temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k, seeds=seeds[i:i + chunk])
-            for i in range(0, b, chunk)], tokenizer.pad_id)
+    policy.eval()
+    sampled, resampled = sample_and_score(cfg, policy, task, tokenizer, problems, seeds, device), 0
+    if rl.resample_rounds:  # dynamic sampling (DAPO): train only on prompts that carry signal
+        sampled, resampled = refill_with_signal(step, cfg, policy, task, tokenizer, device, sampled, estimator, phase)
+        B = b = len(sampled.prompts)  # one process (train.py refuses it under torchrun)
+    prompts, rollout, texts, rewards = sampled.prompts, sampled.rollout, sampled.texts, sampled.rewards  # [b, N]
     t_rollout = time.time() - t0
-
-    # 2. score
-    texts = [tokenizer.decode(row) for row in rollout.tokens.tolist()]
-    golds = [p.gold for p in problems for _ in range(N)]
-    timeouts_before = reward.verifier_stats().get("timeouts", 0)
-    rewards = torch.tensor(reward.score_batch(task.name, texts, golds, **reward_options(cfg)),
-                           dtype=torch.float32, device=device).view(b, N)
 
     # 3. old log-probs and entropy with the training path (never the sampler's: docs/design.md, Contracts)
     row_prompts = [p for p in prompts for _ in range(N)]
@@ -195,14 +110,12 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
                                              tokenizer.vocab_size, N, return_entropy=True)
         ref_logp = no_grad_logprobs(reference, input_ids, attention_mask, response_mask, cfg, tokenizer.vocab_size,
                                     N)[0] if reference is not None else None
-    tokens_per_prompt = response_mask.view(b, N, -1).sum((1, 2))
-    prompt_entropy = (entropy * response_mask).view(b, N, -1).sum((1, 2)) / tokens_per_prompt  # [b]
+    prompt_entropy = mean_entropy(entropy, response_mask, N, rl.entropy_mean)  # [b]
 
     # 4. advantages [B, N] from the active phase's estimator, on the whole batch on every rank
     #    (entropy_adaptive ranks all B prompts; the bootstrap's generator is the same everywhere)
     all_rewards = distributed.all_gather_rows(rewards)  # [B, N]
     all_prompt_entropy = distributed.all_gather_rows(prompt_entropy)  # [B]
-    estimator = advantage.ESTIMATORS[phase["advantage"]]
     generator = torch.Generator(device=device).manual_seed(combine_seeds(cfg.run.seed, step, 0xAD))
     advantages = estimator(all_rewards, k=phase["k"],
                            **estimator_extras(estimator, rl, all_prompt_entropy, generator))  # [B, N]
@@ -213,7 +126,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     batch = StepBatch(
         input_ids, attention_mask, response_mask,
         loss_mask=response_mask * (~rollout.truncated).float()[:, None] if rl.mask_truncated else response_mask,
-        old_logp=old_logp, ref_logp=ref_logp,
+        old_logp=old_logp, sampler_logp=rollout.sampler_logprobs, ref_logp=ref_logp,
         advantages=advantages[first:first + b].reshape(b * N, 1).float(),  # this rank's, broadcast over tokens
         silent=silent_prompts[first:first + b].to(device).repeat_interleave(N),
         skip_silent=rl.skip_zero_advantage and reference is None and distributed.world_size() == 1,
@@ -222,7 +135,8 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     # 5. PPO updates: each mini-batch takes an equal random share of every prompt's responses
     policy.train()
     order = torch.Generator().manual_seed(combine_seeds(cfg.run.seed, step, 0x5EED))
-    stats = {"clip_frac": [], "approx_kl": [], "grad_norm": [], "loss": [], "kl": []}
+    stats = {"clip_frac": [], "approx_kl": [], "grad_norm": [], "loss": [], "kl": [], "dual_clip_frac": [],
+             "tis_capped_frac": []}
     skipped = 0
     for epoch in range(rl.epochs):
         shares = torch.stack([torch.randperm(N, generator=order) for _ in range(B)])[first:first + b]  # [b, N]
@@ -254,6 +168,10 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         "train/entropy": (entropy_sum / tokens).item(),
         "train/loss": mean(stats["loss"]),
         "train/clip_frac": mean(stats["clip_frac"]),
+        **({"train/dual_clip_frac": mean(stats["dual_clip_frac"])} if rl.dual_clip else {}),
+        **({"train/tis_capped_frac": mean(stats["tis_capped_frac"])} if rl.tis_cap else {}),
+        **({"train/resampled_prompts": resampled, "train/signal_prompts": int((~silent_prompts).sum())}
+           if rl.resample_rounds else {}),
         "train/approx_kl": mean(stats["approx_kl"]),
         "train/kl_ref": mean(stats["kl"]),
         "train/grad_norm": mean(stats["grad_norm"]),
@@ -261,8 +179,8 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         "train/zero_adv_frac": silent_prompts.float().mean().item(),
         "train/updated_rows_frac": updated.float().mean().item(),
         "train/adv_abs": advantages.abs().mean().item(),
-        "train/resp_len": (tokens / (B * N)).item(),
-        "train/truncated_frac": (truncated / (B * N)).item(),
+        "train/resp_len": (tokens / all_rewards.numel()).item(),
+        "train/truncated_frac": (truncated / all_rewards.numel()).item(),
         "train/sampler_logp_gap": logp_gap.item() / tokens.item(),
         "train/lr": optimizer.param_groups[0]["lr"],
         "train/advantage": phase["advantage"],
@@ -271,6 +189,82 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         "time/rollout_s": t_rollout,
         "time/step_s": time.time() - t0,
     }
+
+
+class Sampled(NamedTuple):
+    """Prompts with their N responses each, decoded and scored (steps 1-2 of a step)."""
+    problems: list
+    prompts: list                 # token ids of each prompt
+    rollout: Rollout              # [p*N, L] tensors, rows grouped by prompt
+    texts: list                   # p*N decoded responses
+    rewards: torch.Tensor         # [p, N]
+
+
+def sample_and_score(cfg: Config, policy, task, tokenizer, problems, seeds, device) -> Sampled:
+    """Steps 1-2 for the given problems: N responses per prompt, one seed per prompt, and their rewards."""
+    rl, N = cfg.rl, cfg.rl.responses_per_prompt
+    prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
+    chunk = rl.rollout_prompts or len(prompts)  # prompts per generate call: bounds the KV cache (p*N rows at once)
+    with distributed.full_weights(policy) as sampler:
+        rollout = concat_rollouts([
+            generate(sampler, prompts[i:i + chunk], n=N, max_new_tokens=cfg.task.max_new_tokens,
+                     eos_ids=tokenizer.eos_ids, pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size,
+                     temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k, seeds=seeds[i:i + chunk])
+            for i in range(0, len(prompts), chunk)], tokenizer.pad_id)
+    texts = [tokenizer.decode(row) for row in rollout.tokens.tolist()]
+    golds = [p.gold for p in problems for _ in range(N)]
+    rewards = torch.tensor(reward.score_batch(task.name, texts, golds, **reward_options(cfg)),
+                           dtype=torch.float32, device=device).view(len(prompts), N)
+    return Sampled(problems, prompts, rollout, texts, rewards)
+
+
+def refill_with_signal(step, cfg: Config, policy, task, tokenizer, device, sampled: Sampled, estimator,
+                       phase) -> tuple[Sampled, int]:
+    """DAPO's dynamic sampling: keep the prompts whose advantages are not all 0 and refill the batch from the
+    step's own refill stream (global indices, seeds keyed by run seed, step and index: a resumed run draws the
+    same), at most rl.resample_rounds rounds of B prompts. Returns the batch to train on (up to B prompts, fewer
+    when the bound is hit; the first round as it is when no prompt carries signal) and the prompts sampled beyond
+    the first B."""
+    rl, B, N = cfg.rl, cfg.rl.prompts_per_step, cfg.rl.responses_per_prompt
+    kept, resampled = take_prompts(sampled, carries_signal(estimator, sampled.rewards, phase["k"], rl), N), 0
+    for round_ in range(1, rl.resample_rounds + 1):
+        if len(kept.prompts) >= B:
+            break
+        problems = task.train_batch(f"rl{cfg.run.seed}/refill{step}", round_ - 1, B)
+        seeds = [combine_seeds(cfg.run.seed, step, round_ * B + i) for i in range(B)]
+        more = sample_and_score(cfg, policy, task, tokenizer, problems, seeds, device)
+        resampled += B
+        more = take_prompts(more, carries_signal(estimator, more.rewards, phase["k"], rl), N)
+        kept = Sampled(kept.problems + more.problems, kept.prompts + more.prompts,
+                       concat_rollouts([kept.rollout, more.rollout], tokenizer.pad_id), kept.texts + more.texts,
+                       torch.cat([kept.rewards, more.rewards]))
+    if not kept.prompts:
+        return sampled, resampled
+    return take_prompts(kept, torch.arange(len(kept.prompts)) < B, N), resampled
+
+
+def carries_signal(estimator, rewards, k, rl) -> torch.Tensor:
+    """[p] bool: the prompts whose advantages under `estimator` are not all 0. entropy_adaptive gives a prompt
+    Pass@1 or Pass@k by its rank in the final batch, so a prompt counts when its Pass@1 advantages (rewards not all
+    equal) are nonzero; the bootstrap draws its groups with a generator of its own here."""
+    if estimator is advantage.entropy_adaptive:
+        estimator = advantage.grpo
+    generator = torch.Generator(device=rewards.device).manual_seed(0x51)
+    advantages = estimator(rewards, k=k, **estimator_extras(estimator, rl, None, generator))
+    return (advantages != 0).any(1).cpu()
+
+
+def take_prompts(sampled: Sampled, chosen, N) -> Sampled:
+    """The chosen prompts (a [p] bool mask) of a Sampled, with their N rows each."""
+    index = chosen.nonzero().flatten().tolist()
+    rows = torch.tensor([i * N + j for i in index for j in range(N)], dtype=torch.long)
+    r = sampled.rollout
+    pick = lambda t: t[rows.to(t.device)] if t is not None else None
+    return Sampled([sampled.problems[i] for i in index], [sampled.prompts[i] for i in index],
+                   Rollout(pick(r.tokens), pick(r.response_mask), pick(r.truncated), pick(r.sampler_logprobs),
+                           pick(r.entropy)),
+                   [sampled.texts[row] for row in rows.tolist()],
+                   sampled.rewards[torch.tensor(index, dtype=torch.long)])
 
 
 def logprobs(policy, input_ids, attention_mask, response_mask, cfg: Config, valid_vocab, group_size,
@@ -288,6 +282,16 @@ def no_grad_logprobs(policy, input_ids, attention_mask, response_mask, cfg: Conf
              for s in micro_slices(input_ids.shape[0], group_size, cfg.rl.micro_batch)]
     logp = torch.cat([p[0] for p in parts])
     return logp, (torch.cat([p[1] for p in parts]) if return_entropy else None)
+
+
+def mean_entropy(entropy, response_mask, N, how="token"):
+    """Each prompt's mean entropy [b] from per-token entropies [b*N, L]: over all its response tokens (token), or
+    each response's token mean, then the mean over its N responses (response). entropy_adaptive ranks by it."""
+    L = entropy.shape[1]
+    weighted, mask = (entropy * response_mask).view(-1, N, L), response_mask.view(-1, N, L)  # [b, N, L]
+    if how == "token":
+        return weighted.sum((1, 2)) / mask.sum((1, 2))
+    return (weighted.sum(-1) / mask.sum(-1)).mean(1)
 
 
 def estimator_extras(estimator, rl, prompt_entropy, generator) -> dict:
@@ -322,12 +326,14 @@ def ppo_update(cfg: Config, policy, batch: StepBatch, rows) -> tuple[float, floa
     signal_mask = batch.loss_mask * (~batch.silent)[:, None]  # [b*N, L]
     run_rows = rows[~batch.silent[rows]] if batch.skip_silent else rows
     n_rows = len(rows) * world  # the mini-batch's rows on all ranks (each holds as many)
+    if rl.loss_agg == "seq_mean" and rl.mask_truncated:  # rows left without loss tokens are not in the mean
+        n_rows = int(distributed.all_reduce_sum((mask.sum(1) > 0).sum()).item())
     if rl.loss_agg == "token_mean":
         denominator = distributed.all_reduce_sum(mask.sum()).clamp(min=1)  # the mini-batch's tokens on all ranks
     elif rl.loss_agg == "constant":
         denominator = torch.tensor(float(n_rows * cfg.task.max_new_tokens))
     group_size = rl.responses_per_prompt // rl.minibatches  # rows come grouped by prompt
-    total_loss, clip_sum, kl_sum, approx_kl_sum = 0.0, 0.0, 0.0, 0.0
+    total_loss, clip_sum, kl_sum, approx_kl_sum, dual_sum, capped_sum = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     micros = micro_slices(len(run_rows), group_size, rl.micro_batch)
     if not micros:  # nothing to run: the gradient is 0, and Adam's step still applies its momentum, as before
         for param in policy.parameters():
@@ -340,6 +346,13 @@ def ppo_update(cfg: Config, policy, batch: StepBatch, rows) -> tuple[float, floa
                                cfg, batch.valid_vocab, group_size)
             token_loss, clipped = ppo_token_loss(logp, batch.old_logp[part], batch.advantages[part], rl.eps_low,
                                                  rl.eps_high)
+            if rl.dual_clip:
+                token_loss, dual_clipped = dual_clip(token_loss, batch.advantages[part], rl.dual_clip)
+                dual_sum += (dual_clipped * signal_mask[part]).sum().item()
+            if rl.tis_cap:  # truncated importance sampling: the trainer's old policy over the sampler's, capped
+                tis_weight = torch.exp(batch.old_logp[part] - batch.sampler_logp[part])  # [r, L], no grad
+                token_loss = token_loss * tis_weight.clamp(max=rl.tis_cap)
+                capped_sum += ((tis_weight > rl.tis_cap).float() * signal_mask[part]).sum().item()
             if batch.ref_logp is not None:
                 kl = kl_k3(logp, batch.ref_logp[part])
                 token_loss = token_loss + rl.kl_coef * kl
@@ -359,8 +372,10 @@ def ppo_update(cfg: Config, policy, batch: StepBatch, rows) -> tuple[float, floa
     total_loss, clip_sum, kl_sum, approx_kl_sum, n_signal, n_tokens = distributed.sum_floats(  # over all ranks
         [total_loss, clip_sum, kl_sum, approx_kl_sum, signal_mask[rows].sum().item(), mask.sum().item()])
     n_signal, n_tokens = max(n_signal, 1.0), max(n_tokens, 1.0)
+    dual_sum, capped_sum = distributed.sum_floats([dual_sum, capped_sum])
     return total_loss, grad_norm, {"clip_frac": clip_sum / n_signal, "approx_kl": approx_kl_sum / n_signal,
-                                   "kl": kl_sum / n_tokens}
+                                   "kl": kl_sum / n_tokens, "dual_clip_frac": dual_sum / n_signal,
+                                   "tis_capped_frac": capped_sum / n_signal}
 
 
 def ppo_token_loss(logp, old_logp, advantages, eps_low, eps_high):
@@ -369,6 +384,15 @@ def ppo_token_loss(logp, old_logp, advantages, eps_low, eps_high):
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * advantages
     return -torch.minimum(unclipped, clipped), (clipped < unclipped).float()
+
+
+def dual_clip(token_loss, advantages, c):
+    """Dual-clip for negative advantages (Ye et al. 2020, as verl does it): with A < 0 the token loss is at most
+    -c A (c > 1 + eps_high), so a token whose ratio has grown far above 1 cannot blow the loss up; where the bound
+    binds the gradient is 0. Returns the loss [R, L] and where the bound binds (0/1)."""
+    bound = -c * advantages  # [R, 1]
+    binds = (advantages < 0) & (token_loss > bound)
+    return torch.where(binds, bound, token_loss), binds.float()
 
 
 def kl_k3(logp, ref_logp):
@@ -380,11 +404,15 @@ def kl_k3(logp, ref_logp):
 # ----------------------------------------------------------------------------- the run
 
 def train(cfg: Config, log=print) -> dict:
-    """Warm start, then RL; returns the final evaluation metrics."""
+    """Warm start, then RL; returns the final evaluation metrics. Ctrl-C, SIGTERM and SIGHUP stop the run after the
+    step in progress, with a checkpoint of that step (checkpoint.GracefulStop); `--resume` continues it."""
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = distributed.setup(pick_device(cfg.run.device))  # joins torchrun's process group, if any
     world, main_rank = distributed.world_size(), distributed.is_main()
+    if cfg.rl.resample_rounds and world > 1:
+        raise ConfigError("rl.resample_rounds (dynamic sampling) runs in one process: under torchrun the refilled "
+                          "batch would have to move rollouts between ranks")
     if cfg.rl.prompts_per_step % world:
         raise ConfigError(f"rl.prompts_per_step={cfg.rl.prompts_per_step} must be a multiple of the number of ranks "
                           f"({world}): each rank samples an equal share of the prompts")
@@ -392,96 +420,95 @@ def train(cfg: Config, log=print) -> dict:
         log = lambda *args, **kwargs: None  # rank 0 alone prints, logs, plots
     torch.manual_seed(cfg.run.seed)
     random.seed(cfg.run.seed)
-    run_dir = os.path.join(cfg.run.out_dir, cfg.run.name)
-    if not cfg.run.resume and holds_run(run_dir):  # never overwrite an earlier run's checkpoints
-        raise ConfigError(f"{run_dir} already holds a run: add --resume to continue it, or give this run "
-                          f"its own --run.name")
-    os.makedirs(run_dir, exist_ok=True)
-    if main_rank:
-        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-            yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
-    task = build_task(cfg)
-
-    resume_from = latest_checkpoint(run_dir) if cfg.run.resume else None
-    if cfg.run.resume and resume_from is None:
+    run_dir = prepare_run_dir(os.path.join(cfg.run.out_dir, cfg.run.name), cfg.run.resume, dataclasses.asdict(cfg),
+                              main_rank)
+    candidates, notes = resume_candidates(run_dir) if cfg.run.resume else ([], [])
+    for note in notes:
+        log(f"--resume: {note}")
+    if cfg.run.resume and not candidates:
         log(f"--resume: no checkpoint in {run_dir}, starting fresh")
+    task = build_task(cfg)
     # the policy RL starts from: model.init, or the warm start (trained once, then loaded from its cache)
     start = resolve_checkpoint(cfg.model.init) if cfg.model.init else None
     policy, tokenizer = build_policy(cfg, device, checkpoint=start)
-    if not start and cfg.sft.steps > 0 and (not resume_from or cfg.rl.kl_coef > 0):  # resumed: only for the reference
+    check_prompt_lengths(cfg, task, tokenizer, policy.context_length)
+    if not start and cfg.sft.steps > 0 and (not candidates or cfg.rl.kl_coef > 0):  # resumed: only for the reference
         warm_start(cfg, policy, tokenizer, task, device, log)
     reference = None
     if cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on
         reference = build_policy(cfg, device, checkpoint=start)[0]
         reference.load_state_dict(policy.state_dict())
         reference.requires_grad_(False).eval()
-    if resume_from:
-        policy.load_weights(resume_from)
+    resume_from = load_newest_intact(candidates, policy, dataclasses.asdict(cfg), log) if candidates else None
     policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf)), device)
     if reference is not None and distributed.is_sharded(policy):
         reference = distributed.shard(reference)  # forward only, but as large as the policy
     # after wrap: FSDP2 swaps in sharded parameters
     optimizer = make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay, cfg.rl.adam_beta2)
-    start_step, before, after = 0, None, None
+    start_step, evals, run_id = 0, {"before": None, "after": None}, uuid.uuid4().hex[:12]
     if resume_from:
         state = distributed.load_trainer_state(resume_from, policy, optimizer)
         set_rng_state(state["rng"])
-        start_step, before = state["step"], state.get("eval_before")
-        after = state.get("eval_after") if start_step >= cfg.rl.steps else None  # more steps asked: train on
+        start_step, evals, run_id = state["step"], state["evals"], state.get("run_id", "")
+        if start_step < cfg.rl.steps:  # more steps asked of a finished run: train on, evaluate again
+            evals["after"] = None
         log(f"resumed from {resume_from} at step {start_step}")
     metrics_log = MetricsLog(os.path.join(run_dir, "metrics.jsonl") if main_rank else None,
-                             resume_step=start_step if resume_from else None)
+                             resume_step=start_step if resume_from else None, log=log)
 
     def save(step):
-        state = {"step": step, "rng": rng_state(), "eval_before": before, "eval_after": after}
-        return distributed.save_checkpoint(run_dir, step, policy, optimizer, state, dataclasses.asdict(cfg),
-                                           keep=cfg.run.keep_checkpoints)
+        if not distributed.any_rank(not all(torch.isfinite(p).all() for p in policy.parameters())):
+            state = {"step": step, "rng": rng_state(), "evals": evals, "run_id": run_id}
+            return distributed.save_checkpoint(run_dir, step, policy, optimizer, state, dataclasses.asdict(cfg),
+                                               keep=cfg.run.keep_checkpoints, run_id=run_id)
+        raise Diverged(f"the weights are no longer finite at step {step}: not saved; the last good checkpoint is "
+                       f"{latest_checkpoint(run_dir)} (lower rl.lr)")
 
-    if before is None and cfg.eval.before:
-        before = run_eval(cfg, policy, tokenizer, task)
-        metrics_log.write(0, before)
-        log("before RL: " + format_metrics(before))
-    step = start_step
-    progress = _progress(range(start_step, cfg.rl.steps), cfg.run.progress and main_rank)
-    try:
-        for step in progress:
-            for group in optimizer.param_groups:  # rl.warmup, then rl.lr_schedule
-                group["lr"] = scheduled_lr(cfg.rl.lr, step, cfg.rl.warmup, cfg.rl.steps,
-                                           cosine=cfg.rl.lr_schedule == "cosine")
-            metrics = rl_step(step, cfg, policy, reference, optimizer, task, tokenizer, device)
-            done = step + 1
-            if cfg.eval.every and done % cfg.eval.every == 0 and done < cfg.rl.steps:
-                metrics.update(run_eval(cfg, policy, tokenizer, task))
-            metrics_log.write(done, metrics)
-            if hasattr(progress, "set_postfix"):
-                progress.set_postfix(reward=f"{metrics['train/reward']:.3f}", phase=metrics["train/advantage"])
-            if done % cfg.run.checkpoint_every == 0 and done < cfg.rl.steps:
-                save(done)
-        step = cfg.rl.steps
-    except KeyboardInterrupt:
-        if world > 1:  # the ranks may have stopped at different collectives: saving could hang
-            log(f"\ninterrupted at step {step}: --resume continues from the last checkpoint")
-            raise
-        log(f"\ninterrupted: saving a checkpoint at step {step}")
-        save(step)
-        raise
-    if after is None:  # (a finished run that is resumed only redraws its report)
-        after = run_eval(cfg, policy, tokenizer, task)
-        metrics_log.write(cfg.rl.steps, after)
-        save(cfg.rl.steps)
+    with GracefulStop(log) as stop:
+        if evals["before"] is None and cfg.eval.before:
+            evals["before"] = run_eval(cfg, policy, tokenizer, task)
+            metrics_log.write(0, evals["before"])
+            log("before RL: " + evaluation.format_metrics(evals["before"]))
+        skipped_in_a_row, updates_per_step = 0, cfg.rl.epochs * cfg.rl.minibatches
+        progress = _progress(range(start_step, cfg.rl.steps), cfg.run.progress and main_rank)
+        with stop.deferred():
+            for step in progress:
+                for group in optimizer.param_groups:  # rl.warmup, then rl.lr_schedule
+                    group["lr"] = scheduled_lr(cfg.rl.lr, step, cfg.rl.warmup, cfg.rl.steps,
+                                               cosine=cfg.rl.lr_schedule == "cosine")
+                metrics = rl_step(step, cfg, policy, reference, optimizer, task, tokenizer, device)
+                done = step + 1
+                if cfg.eval.every and done % cfg.eval.every == 0 and done < cfg.rl.steps:
+                    metrics.update(run_eval(cfg, policy, tokenizer, task))
+                metrics_log.write(done, metrics)
+                if hasattr(progress, "set_postfix"):
+                    progress.set_postfix(reward=f"{metrics['train/reward']:.3f}", phase=metrics["train/advantage"])
+                skipped = metrics["train/skipped_updates"]
+                skipped_in_a_row = skipped_in_a_row + skipped if skipped == updates_per_step else skipped
+                if cfg.rl.max_skipped_updates and skipped_in_a_row >= cfg.rl.max_skipped_updates:
+                    raise Diverged(f"{skipped_in_a_row} updates in a row had a non-finite loss or gradient (step "
+                                   f"{done}): the last good checkpoint is {latest_checkpoint(run_dir)} (lower rl.lr)")
+                if distributed.any_rank(stop.requested is not None):  # a signal: save this step, then stop
+                    save(done)
+                    log(f"stopped after step {done} with a checkpoint: --resume continues the run")
+                    raise Stopped(stop.requested or signal.SIGINT)
+                if done % cfg.run.checkpoint_every == 0 and done < cfg.rl.steps:
+                    save(done)
+        if evals["after"] is None:  # (a finished run that is resumed only redraws its report)
+            final = save(cfg.rl.steps) if start_step < cfg.rl.steps or not resume_from else resume_from
+            evals["after"] = run_eval(cfg, policy, tokenizer, task)  # a stop here loses nothing: the weights are saved
+            metrics_log.write(cfg.rl.steps, evals["after"])
+            if main_rank:
+                record_evals(final, evals)
     if not main_rank:
-        return after
+        return evals["after"]
     evaluation.plot_run(run_dir)
-    table = summary_table(before or {}, after, cfg.eval.ks)
+    table = evaluation.summary_table(evals["before"] or {}, evals["after"], cfg.eval.ks)
     with open(os.path.join(run_dir, "summary.md"), "w") as f:
         f.write(table + "\n")
     log(f"\nheld-out {cfg.task.name}: {cfg.eval.n_problems} problems, pass@k from n = {cfg.eval.n_samples} samples "
         f"at temperature {cfg.eval.temperature}\n" + table + f"\n(plots and metrics in {run_dir}/)")
-    return after
-
-
-def make_optimizer(policy, lr, weight_decay, beta2=0.95):
-    return torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
+    return evals["after"]
 
 
 def run_eval(cfg, policy, tokenizer, task) -> dict:
@@ -490,21 +517,6 @@ def run_eval(cfg, policy, tokenizer, task) -> dict:
                                    n=cfg.eval.n_samples, max_new_tokens=cfg.task.max_new_tokens,
                                    temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, ks=cfg.eval.ks,
                                    seed=cfg.run.seed, reward_options=reward_options(cfg))
-
-
-def format_metrics(metrics: dict) -> str:
-    return ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-
-
-def summary_table(before: dict, after: dict, ks) -> str:
-    columns = [f"pass@{k}" for k in ks] + ["greedy"]
-    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, metrics in (("before RL", before), ("after RL", after)):
-        if not metrics:  # eval.before: false
-            continue
-        lines.append(f"| {label} | " + " | ".join(f"{100 * metrics.get('eval/' + c, float('nan')):.1f}"
-                                                   for c in columns) + " |")
-    return "\n".join(lines)
 
 
 def _progress(steps, enabled):
@@ -522,10 +534,10 @@ def main(argv=None):
     try:
         train(cfg)
         distributed.barrier()  # every rank is done (rank 0 plots last): none closes its connections early
-    except ConfigError as err:  # found while building: a bad data file, a model that cannot load
+    except (ConfigError, RunError) as err:  # a bad data file, a model that cannot load, a damaged run, divergence
         sys.exit(f"error: {err}")
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as stop:  # 128 + the signal's number, as a shell reports it
+        sys.exit(128 + getattr(stop, "signum", signal.SIGINT))
     finally:
         distributed.teardown()
 

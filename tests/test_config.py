@@ -1,4 +1,5 @@
 """config.py: one-line errors that name the key, every shipped config parses, --help documents every field."""
+import dataclasses
 import glob
 import os
 import subprocess
@@ -66,3 +67,55 @@ def test_help_lists_every_field_with_its_docstring():
     result = run_cli("--help")
     assert result.returncode == 0
     assert "--rl.eps_high 0.28" in result.stdout and "clip-higher" in result.stdout
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("rl.lr", "-1", "rl.lr=-1.0 is out of range: it must be > 0"),
+    ("rl.lr", "nan", "rl.lr=nan is out of range"),
+    ("rl.prompts_per_step", "0", "rl.prompts_per_step=0 is out of range: it must be >= 1"),
+    ("rl.minibatches", "0", "rl.minibatches=0 is out of range"),
+    ("eval.n_problems", "0", "eval.n_problems=0 is out of range"),
+    ("task.max_new_tokens", "0", "task.max_new_tokens=0 is out of range"),
+    ("model.n_embd", "30", "model.n_embd=30 must split into model.n_head=2 heads of an even width"),
+    ("model.block_size", "40", "model.block_size=40 is shorter than the longest maze prompt"),
+    ("run.checkpoint_every", "0", "run.checkpoint_every=0 is out of range"),
+    ("rl.temperature", "0", "rl.temperature=0.0 is out of range: it must be > 0"),
+    ("rl.top_p", "0", "rl.top_p=0.0 is out of range: it must be in (0, 1]"),
+    ("rl.top_p", "2", "rl.top_p=2.0 is out of range"),
+    ("run.device", "tpu", "run.device 'tpu' must be one of auto, cpu, cuda, mps or cuda:N"),
+    ("reward.timeout_s", "0", "reward.timeout_s=0.0 is out of range"),
+    ("reward.backend", "foo", "reward.backend 'foo' must be one of sympy, math_verify"),
+    ("rl.steps", "-3", "rl.steps=-3 is out of range: it must be >= 0"),
+    ("rl.epochs", "0", "rl.epochs=0 is out of range"),
+    ("eval.every", "-1", "eval.every=-1 is out of range"),
+    ("model.n_layer", "0", "model.n_layer=0 is out of range"),
+    ("rl.grad_clip", "0", "rl.grad_clip=0.0 is out of range"),
+    ("rl.eps_low", "-0.5", "rl.eps_low=-0.5 is out of range: it must be in [0, 1)"),
+    ("task.loop_frac", "1.5", "task.loop_frac=1.5 is out of range"),
+    ("rl.tis_cap", "0.5", "rl.tis_cap=0.5 is out of range"),
+])
+def test_every_value_is_checked_when_the_config_is_loaded(key, value, words, tmp_path):
+    with pytest.raises(config.ConfigError) as error:
+        tiny_config(tmp_path, f"--{key}", value)
+    message = str(error.value)
+    assert words in message and len(message.splitlines()) == 1, message
+
+
+def test_every_numeric_field_has_a_declared_range():
+    numeric = {f"{section}.{key}" for section, fields in dataclasses.asdict(config.Config()).items()
+               for key, value in fields.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    unranged = numeric - set(config.RANGES) - {"run.seed", "task.seed"}  # any integer seed will do
+    assert not unranged, f"add these fields to config.RANGES: {sorted(unranged)}"
+
+
+def test_broken_yaml_and_an_unwritable_run_directory_are_one_line_errors(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("rl: {steps: 4\nmodel: [\n")
+    result = run_cli("--config", str(broken))
+    assert result.returncode != 0 and "Traceback" not in result.stderr and "not valid YAML" in result.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run_cli("--config", TINY, "--run.out_dir", str(blocker))
+    message = result.stderr.strip()
+    assert result.returncode != 0 and "Traceback" not in message and len(message.splitlines()) == 1
+    assert "cannot write the run directory" in message

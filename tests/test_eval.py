@@ -60,3 +60,10 @@ def test_plot_of_several_runs_draws_one_figure_labelled_by_advantage_and_k(tmp_p
     missing = subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), "--plot", str(tmp_path / "a"),
                               str(tmp_path / "nope")], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr
+
+
+def test_the_summary_leaves_out_the_before_row_when_there_was_no_before_eval():
+    after = {"eval/pass@1": 0.5, "eval/pass@2": 0.75, "eval/greedy": 0.5}
+    table = evaluation.summary_table({}, after, [1, 2])
+    assert "before RL" not in table and "nan" not in table and "| after RL | 50.0 | 75.0 | 50.0 |" in table
+    assert "| before RL | 25.0 |" in evaluation.summary_table({**after, "eval/pass@1": 0.25}, after, [1, 2])

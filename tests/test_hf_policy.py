@@ -357,6 +357,29 @@ def test_data_errors_name_the_file_line_and_field(tmp_path):
         config.parse_args(["--config", TINY, "--task.name", "math", "--task.train_file", SAMPLE])
 
 
+def test_bad_bytes_odd_answers_and_overlong_prompts_are_refused_with_file_and_line(hf_dirs, tmp_path):
+    latin = tmp_path / "latin1.jsonl"
+    latin.write_bytes(b'{"prompt": "1+1?", "answer": "2"}\n{"prompt": "caf\xe9?", "answer": "3"}\n')
+    with pytest.raises(ValueError, match=f"{latin}:2: not UTF-8 text"):
+        tasks.load_math_problems(str(latin))
+    for answer in (True, [1, 2], {"a": 1}, None):
+        odd = tmp_path / "odd.jsonl"
+        odd.write_text(json.dumps({"prompt": "1+1?", "answer": answer}) + "\n")
+        with pytest.raises(ValueError, match=f"{odd}:1: 'answer' must be non-empty text or a number"):
+            tasks.load_math_problems(str(odd))
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text(json.dumps({"prompt": "1+1?", "answer": 2}) + "\n")
+    assert tasks.load_math_problems(str(numbers))[0].gold == "2"
+    long = tmp_path / "long.jsonl"  # the tiny Qwen has 512 positions; a 6,000-word prompt cannot fit
+    long.write_text("".join(json.dumps({"prompt": f"{i}+1?" + " and" * (6000 if i == 3 else 1), "answer": str(i + 1)})
+                            + "\n" for i in range(12)))
+    cfg = math_config(tmp_path, hf_dirs["qwen"], "--task.train_file", str(long))
+    policy, tokenizer = config.build_policy(cfg, torch.device("cpu"))
+    with pytest.raises(config.ConfigError, match=f"{long}:4: the prompt is [0-9]+ tokens, more than the 500 the "
+                                                 f"model's 512 positions leave"):
+        config.check_prompt_lengths(cfg, config.build_task(cfg), tokenizer, policy.context_length)
+
+
 def test_chat_formatting_without_a_chat_template_is_a_one_line_error(hf_dirs, tmp_path):
     cfg = math_config(tmp_path, hf_dirs["llama"])  # the base-like model's tokenizer has no template
     with pytest.raises(config.ConfigError) as error:

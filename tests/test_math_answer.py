@@ -21,6 +21,11 @@ RULES = [
     (r"\frac{1}{2004!}", r"\boxed{\frac{1}{2004!}}", True),
     (r"\frac{1}{2004!}", r"\boxed{\frac{1}{2006!}}", False),
     ("1/2", r"\boxed{0.5}", True),
+    # exact constants exactly, whatever their size: a +1 on e^40 is another number
+    (r"e^{40}", r"\boxed{e^{40}}", True),
+    (r"e^{40}", r"\boxed{e^{40}+1}", False),
+    (r"\pi^{30}", r"\boxed{\pi^{30}+1}", False),
+    (r"\sqrt{6}", r"\boxed{\sqrt{2}\cdot\sqrt{3}}", True),
     ("1/2", r"\boxed{0.51}", False),
     ("10", r"\boxed{10.0}", True),
     ("-12", r"\boxed{-12}", True),

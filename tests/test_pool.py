@@ -3,6 +3,7 @@ replace only their worker, the memory limit, shutdown, and the optional Math-Ver
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 import math_answer
 import pool
 import reward
+import tasks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -157,3 +159,40 @@ def test_math_verify_backend_when_installed():
     pytest.importorskip("math_verify")
     scores = reward.score_batch("math", ["$\\frac{1}{2}$", "$3$"], ["$0.5$", "$4$"], backend="math_verify", workers=1)
     assert scores == [1.0, 0.0]
+
+
+def test_a_killed_parent_leaves_no_worker_behind(tmp_path):
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys; sys.path[:0] = [{os.path.dirname(here)!r}, {here!r}]; import pool, test_pool; "
+            "pool.score(test_pool.sleepy, ['600'], ['1'], workers=1, timeout_s=900)")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and not workers:  # the worker, busy on its 600 s answer
+        time.sleep(0.5)
+        listing = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True)
+        workers = [int(pid) for pid in listing.stdout.split()]
+    assert workers, "the pool did not start its worker"
+    time.sleep(2.0)  # past its start: now inside the job
+    parent.kill()  # SIGKILL: no atexit, no cleanup
+    parent.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), "a verifier worker outlived its parent"
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_gold_answer_that_cannot_be_verified_in_time_is_refused_with_its_origin(monkeypatch):
+    monkeypatch.setitem(reward.MATH_BACKENDS, "sympy", sleepy)  # a gold that takes its `gold` seconds to check
+    problems = [tasks.Problem("p", "0.01", origin="data.jsonl:1"), tasks.Problem("q", "30", origin="data.jsonl:2")]
+    with pytest.raises(ValueError, match=r"data.jsonl:2: the gold answer '30' takes more than"):
+        reward.check_golds(problems, timeout_s=2.0, workers=2)
+    reward.check_golds(problems[:1], timeout_s=2.0, workers=2)  # a quick one passes

@@ -82,7 +82,8 @@ def test_top_p_and_top_k_keep_the_right_tokens():
     top_p, logp = sample_token(logits, u, temperature=1.0, top_k=0, top_p=0.7, valid_vocab=4)
     assert set(top_p.tolist()) == {1, 2}  # 0.5 + 0.25 reaches 0.7; renormalised to 2/3, 1/3
     assert abs((top_p == 1).float().mean().item() - 2 / 3) < 0.01
-    torch.testing.assert_close(logp[top_p == 1], torch.full_like(logp[top_p == 1], (2 / 3.0)).log())
+    # the sampler's log-prob is the tempered one before the filters (what TIS compares with the trainer's), not 2/3
+    torch.testing.assert_close(logp[top_p == 1], torch.full_like(logp[top_p == 1], 0.5).log())
     top_k, _ = sample_token(logits, u, temperature=1.0, top_k=3, top_p=1.0, valid_vocab=4)
     assert set(top_k.tolist()) == {1, 2, 3}
     top_1, _ = sample_token(logits, u, temperature=1.0, top_k=1, top_p=1.0, valid_vocab=4)

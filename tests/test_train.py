@@ -1,9 +1,13 @@
 """train.py: resume, skipped non-finite updates, the zero-advantage skip, schedules, a run never overwritten,
 and a real learning test."""
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
+import time
+import zlib
 
 import pytest
 import torch
@@ -176,8 +180,263 @@ def test_starting_a_run_where_one_exists_refuses_and_leaves_the_old_run_as_it_wa
     assert len(names) == 2
 
 
-def test_the_summary_leaves_out_the_before_row_when_there_was_no_before_eval():
-    after = {"eval/pass@1": 0.5, "eval/pass@2": 0.75, "eval/greedy": 0.5}
-    table = train.summary_table({}, after, [1, 2])
-    assert "before RL" not in table and "nan" not in table and "| after RL | 50.0 | 75.0 | 50.0 |" in table
-    assert "| before RL | 25.0 |" in train.summary_table({**after, "eval/pass@1": 0.25}, after, [1, 2])
+# ----------------------------------------------------------------------------- loss options, by hand
+
+class ScriptedPolicy(torch.nn.Module):
+    """A stand-in policy whose log-probs are old_logp + shift for the rows it is given (the row index rides in
+    input_ids[:, 0]): the PPO ratio of every token is exp(shift), a parameter the test sets."""
+
+    def __init__(self, old_logp, shift):
+        super().__init__()
+        self.old_logp = old_logp
+        self.shift = torch.nn.Parameter(shift.clone())  # [R, L]
+
+    def forward(self, input_ids, attention_mask, response_mask, **options):
+        rows = input_ids[:, 0]
+        return (self.old_logp[rows] + self.shift[rows]) * response_mask, None
+
+
+def scripted_update(tmp_path, advantages, shift, response_mask, *overrides, sampler_logp=None, loss_mask=None):
+    """ppo_update on one mini-batch of R rows (N = R responses of one prompt); returns (loss, stats, grad of shift)."""
+    R, L = response_mask.shape
+    cfg = tiny_config(tmp_path, "--rl.responses_per_prompt", str(R), "--rl.minibatches", "1", "--rl.k", "1",
+                      "--rl.grad_clip", "1e9", *overrides)
+    old_logp = torch.full((R, L), -1.0)
+    batch = train.StepBatch(
+        input_ids=torch.arange(R)[:, None], attention_mask=torch.ones(R, 1), response_mask=response_mask,
+        loss_mask=response_mask if loss_mask is None else loss_mask, old_logp=old_logp,
+        sampler_logp=old_logp if sampler_logp is None else sampler_logp, ref_logp=None,
+        advantages=torch.tensor(advantages)[:, None], silent=torch.zeros(R, dtype=torch.bool), skip_silent=False,
+        valid_vocab=10)
+    policy = ScriptedPolicy(old_logp, shift)
+    loss, _, stats = train.ppo_update(cfg, policy, batch, torch.arange(R))
+    return loss, stats, policy.shift.grad
+
+
+def test_truncated_importance_sampling_weighs_tokens_by_the_capped_sampler_gap(tmp_path):
+    mask = torch.ones(2, 3)
+    shift = torch.zeros(2, 3)  # ratio 1: each token's PPO loss is -A
+    sampler = torch.tensor([[-1.0, -1.0 - math.log(1.5), -1.0 - math.log(4.0)],   # pi_old / pi_sampler 1, 1.5, 4
+                            [-1.0 + math.log(2.0), -1.0, -1.0]])                    # 0.5, 1, 1
+    loss, stats, grad = scripted_update(tmp_path, [1.0, -2.0], shift, mask, "--rl.tis_cap", "2.0",
+                                        sampler_logp=sampler)
+    weights = torch.tensor([[1.0, 1.5, 2.0], [0.5, 1.0, 1.0]])  # min(ratio, 2): the 4 is capped
+    expected = (-torch.tensor([[1.0], [-2.0]]) * weights).sum().item() / 6  # token mean over 6 tokens
+    assert loss == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(grad, -torch.tensor([[1.0], [-2.0]]) * weights / 6)  # d ratio / d shift = 1 here
+    assert stats["tis_capped_frac"] == pytest.approx(1 / 6)
+    # sampler and trainer agree: every weight is exactly 1, the same loss and gradient as without TIS
+    agreed, _, agreed_grad = scripted_update(tmp_path, [1.0, -2.0], shift, mask, "--rl.tis_cap", "2.0")
+    plain, _, plain_grad = scripted_update(tmp_path, [1.0, -2.0], shift, mask)
+    assert agreed == plain and torch.equal(agreed_grad, plain_grad)
+
+
+def test_dual_clip_bounds_a_negative_advantage_with_a_large_ratio(tmp_path):
+    mask = torch.ones(3, 1)
+    shift = torch.tensor([[math.log(5.0)], [math.log(2.0)], [math.log(5.0)]])  # ratios 5, 2, 5
+    advantages = [-1.0, -1.0, 1.0]
+    loss, stats, grad = scripted_update(tmp_path, advantages, shift, mask, "--rl.dual_clip", "3.0")
+    # A = -1, r = 5: max(-rA, -clip(r)A) = max(5, 1.28) = 5, bounded by -cA = 3 (no gradient there);
+    # A = -1, r = 2: 2 < 3, unbounded; A = +1, r = 5: -min(5, 1.28) = -1.28, clipped (no gradient either)
+    assert loss == pytest.approx((3.0 + 2.0 - 1.28) / 3, rel=1e-6)
+    torch.testing.assert_close(grad, torch.tensor([[0.0], [2.0 / 3], [0.0]]))  # d(-rA)/d shift = -A r at r = 2
+    assert stats["dual_clip_frac"] == pytest.approx(1 / 3)
+    without, _, _ = scripted_update(tmp_path, advantages, shift, mask)
+    assert without == pytest.approx((5.0 + 2.0 - 1.28) / 3, rel=1e-6)
+    with pytest.raises(config.ConfigError, match="rl.dual_clip=1.2 must be 0"):
+        tiny_config(tmp_path, "--rl.dual_clip", "1.2")
+
+
+def test_seq_mean_with_masked_truncated_rows_averages_over_the_rows_left(tmp_path):
+    response_mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    loss_mask = response_mask * torch.tensor([[1.0], [1.0], [0.0]])  # the third row was truncated
+    loss, _, _ = scripted_update(tmp_path, [1.0, 2.0, 4.0], torch.zeros(3, 2), response_mask, "--rl.loss_agg",
+                                 "seq_mean", "--rl.mask_truncated", "true", loss_mask=loss_mask)
+    assert loss == pytest.approx((-1.0 - 2.0) / 2)  # two rows count, not three
+
+
+def test_passk_full_with_leftover_responses_is_refused(tmp_path):
+    with pytest.raises(config.ConfigError, match="passk_full needs rl.responses_per_prompt=8 to be a multiple of k=3"):
+        tiny_config(tmp_path, "--rl.advantage", "passk_full", "--rl.k", "3")
+    tiny_config(tmp_path, "--rl.advantage", "passk_full", "--rl.k", "4")
+
+
+def test_mean_entropy_by_token_or_by_response():
+    entropy = torch.tensor([[1.0, 1.0, 1.0, 1.0], [4.0, 0.0, 0.0, 0.0]])  # one prompt, N = 2
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    assert train.mean_entropy(entropy, mask, 2, "token").item() == pytest.approx(8 / 5)
+    assert train.mean_entropy(entropy, mask, 2, "response").item() == pytest.approx((1.0 + 4.0) / 2)
+
+
+# ----------------------------------------------------------------------------- dynamic sampling
+
+def half_silent_rewards(task_name, texts, golds, **options):
+    """Half the prompts (by their maze) are all wrong, and so silent; the others alternate 1, 0 over their rows."""
+    return [0.0 if zlib.crc32(gold.encode()) % 2 else float(i % 2) for i, gold in enumerate(golds)]
+
+
+def test_dynamic_sampling_fills_the_batch_with_signal_stops_at_its_bound_and_resumes_alike(tmp_path, monkeypatch):
+    monkeypatch.setattr(train.reward, "score_batch", half_silent_rewards)
+    cfg = tiny_config(tmp_path, "--sft.steps", "0", "--rl.resample_rounds", "3")
+    task = config.build_task(cfg)
+    policy, tokenizer = config.build_policy(cfg, torch.device("cpu"))
+    metrics = train.rl_step(0, cfg, policy, None, train.make_optimizer(policy, 1e-3, 0.0), task, tokenizer,
+                            torch.device("cpu"))
+    B = cfg.rl.prompts_per_step
+    assert metrics["train/signal_prompts"] == B and metrics["train/zero_adv_frac"] == 0.0  # full, all with signal
+    assert metrics["train/resampled_prompts"] in (B, 2 * B, 3 * B)
+    monkeypatch.setattr(train.reward, "score_batch", lambda task_name, texts, golds, **options: [0.0] * len(texts))
+    bound = train.rl_step(1, cfg, policy, None, train.make_optimizer(policy, 1e-3, 0.0), task, tokenizer,
+                          torch.device("cpu"))
+    assert bound["train/resampled_prompts"] == 3 * B and bound["train/signal_prompts"] == 0  # gave up at 3 rounds
+    monkeypatch.setattr(train.reward, "score_batch", half_silent_rewards)
+    straight = tiny_config(tmp_path, "--run.name", "straight", "--rl.resample_rounds", "2", "--eval.every", "0")
+    train.train(straight, log=lambda *a: None)
+    real_step = train.rl_step
+    monkeypatch.setattr(train, "rl_step", lambda step, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if step == 2 else real_step(step, *a, **k))
+    interrupted = tiny_config(tmp_path, "--run.name", "interrupted", "--rl.resample_rounds", "2", "--eval.every", "0")
+    with pytest.raises(KeyboardInterrupt):
+        train.train(interrupted, log=lambda *a: None)
+    monkeypatch.setattr(train, "rl_step", real_step)
+    train.train(tiny_config(tmp_path, "--run.name", "interrupted", "--rl.resample_rounds", "2", "--eval.every", "0",
+                            "--resume"), log=lambda *a: None)
+    expected, got = train_lines(tmp_path / "straight"), train_lines(tmp_path / "interrupted")
+    assert [got[s]["train/resampled_prompts"] for s in got] == [expected[s]["train/resampled_prompts"] for s in expected]
+    for step in expected:
+        assert got[step]["train/reward"] == expected[step]["train/reward"], step
+
+
+# ----------------------------------------------------------------------------- nothing lost
+
+def every_metric(run_dir) -> list[dict]:
+    """metrics.jsonl without the wall-clock keys: what an interrupted and resumed run must reproduce exactly."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in f]
+
+
+def final_weights(run_dir) -> dict:
+    return GPT.from_weights(checkpoint.latest_checkpoint(run_dir)).state_dict()
+
+
+def signal_once(function, calls: list, signum=signal.SIGINT):
+    """`function`, wrapped to send this process `signum` right after its calls[0]-th call (1-based) returns, or
+    before it when calls[1] is "before"."""
+    count = [0]
+
+    def wrapped(*args, **kwargs):
+        count[0] += 1
+        if count[0] == calls[0] and calls[1] == "before":
+            os.kill(os.getpid(), signum)
+        result = function(*args, **kwargs)
+        if count[0] == calls[0] and calls[1] == "after":
+            os.kill(os.getpid(), signum)
+        return result
+    return wrapped
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    train.train(tiny_config(out, "--run.name", "straight"), log=lambda *a: None)
+    return out
+
+
+# where the signal lands: (the module attribute to wrap, its n-th call, before or after it). tiny.yaml: 4 steps of
+# 4 mini-batch updates, an evaluation before RL, after step 2 and at the end, a checkpoint every 2 steps.
+INTERRUPTS = {
+    "rollout": ("generate", (2, "before")),                    # while sampling step 2
+    "after the first update": ("ppo_update", (5, "after")),    # step 2, between its first and second update
+    "in-loop evaluation": ("run_eval", (2, "before")),         # the evaluation after step 2
+    "final evaluation": ("run_eval", (3, "before")),           # the last evaluation (outside the steps)
+    "inside a save": ("save_checkpoint", (1, "before")),       # the checkpoint of step 2, being written
+}
+
+
+@pytest.mark.parametrize("where", list(INTERRUPTS))
+def test_an_interrupt_anywhere_resumes_to_the_uninterrupted_run(where, straight_run, tmp_path, monkeypatch):
+    name, calls = INTERRUPTS[where]
+    owner = train.distributed if name == "save_checkpoint" else train
+    signum = signal.SIGTERM if where == "after the first update" else signal.SIGINT  # SIGTERM is Ctrl-C too
+    cfg = tiny_config(straight_run, "--run.name", f"cut_{where.replace(' ', '_')}")
+    with monkeypatch.context() as patch:
+        patch.setattr(owner, name, signal_once(getattr(owner, name), list(calls), signum))
+        with pytest.raises(KeyboardInterrupt):
+            train.train(cfg, log=lambda *a: None)
+    run_dir = os.path.join(cfg.run.out_dir, cfg.run.name)
+    assert checkpoint.latest_checkpoint(run_dir)  # something was saved
+    cfg.run.resume = True
+    train.train(cfg, log=lambda *a: None)
+    assert every_metric(run_dir) == every_metric(straight_run / "straight")
+    expected = final_weights(straight_run / "straight")
+    for key, value in final_weights(run_dir).items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_sigterm_stops_the_cli_after_the_step_with_a_checkpoint(tmp_path):
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), "--config", TINY, "--run.out_dir",
+                                str(tmp_path), "--rl.steps", "200", "--run.checkpoint_every", "1000"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "tiny" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    saved = checkpoint.latest_checkpoint(tmp_path / "tiny")
+    last_step = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    assert saved and saved.endswith(f"ckpt_{last_step}") and 2 <= last_step < 200
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_an_older_intact_one(straight_run, tmp_path):
+    import shutil
+    run_dir = tmp_path / "damaged"
+    cfg = tiny_config(tmp_path, "--run.name", "damaged", "--run.keep_checkpoints", "5")
+    train.train(cfg, log=lambda *a: None)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(run_dir, pristine)
+    for damage in ("truncated weights", "no trainer.pt", "garbage latest"):
+        shutil.rmtree(run_dir)
+        shutil.copytree(pristine, run_dir)
+        if damage == "truncated weights":
+            weights = run_dir / "ckpt_4" / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[:1000])
+        elif damage == "no trainer.pt":
+            (run_dir / "ckpt_4" / "trainer.pt").unlink()
+        else:
+            (run_dir / "latest").write_bytes(b"\x00\xffckpt_")
+        notes = []
+        resumed = tiny_config(tmp_path, "--run.name", "damaged", "--run.keep_checkpoints", "5", "--resume")
+        train.train(resumed, log=notes.append)
+        said = " ".join(map(str, notes))
+        if damage == "garbage latest":  # the newest intact checkpoint is still ckpt_4: the finished run stands
+            assert "names no checkpoint" in said and "resumed from" in said and "ckpt_4" in said
+        else:  # ckpt_4 skipped, named; the run goes on from ckpt_2 and ends where the straight run did
+            assert "skipped" in said and "ckpt_4" in said and "resumed from" in said and "ckpt_2" in said
+        assert every_metric(run_dir) == every_metric(straight_run / "straight"), damage
+    for path in run_dir.glob("ckpt_*/trainer.pt"):  # nothing intact: an error, never a silent fresh start
+        path.unlink()
+    with pytest.raises(checkpoint.RunError, match="no intact checkpoint"):
+        train.train(tiny_config(tmp_path, "--run.name", "damaged", "--resume"), log=lambda *a: None)
+
+
+def test_a_resume_with_other_settings_says_which_keys_differ(straight_run, tmp_path):
+    train.train(tiny_config(tmp_path, "--run.name", "changed", "--rl.steps", "2"), log=lambda *a: None)
+    notes = []
+    train.train(tiny_config(tmp_path, "--run.name", "changed", "--rl.steps", "4", "--rl.lr", "0.002", "--resume"),
+                log=notes.append)
+    said = " ".join(map(str, notes))
+    assert "settings differ" in said and "rl.steps 2 -> 4" in said and "rl.lr 0.001 -> 0.002" in said
+
+
+def test_a_diverged_warm_start_is_not_cached_and_a_diverged_run_stops(tmp_path, monkeypatch):
+    with pytest.raises(checkpoint.Diverged, match="warm start"):
+        train.train(tiny_config(tmp_path, "--sft.lr", "1e30"), log=lambda *a: None)
+    assert not list((tmp_path / "_warmstart").glob("*/ckpt_*"))  # nothing cached for later runs to reuse
+    monkeypatch.setitem(advantage.ESTIMATORS, "nan_test", lambda rewards, *, k: torch.full_like(rewards, float("nan")))
+    cfg = tiny_config(tmp_path, "--run.name", "nan", "--rl.advantage", "nan_test", "--rl.max_skipped_updates", "12",
+                      "--rl.steps", "6")
+    with pytest.raises(checkpoint.Diverged, match="12 updates in a row.*ckpt_2"):
+        train.train(cfg, log=lambda *a: None)
+    assert checkpoint.latest_checkpoint(tmp_path / "nan").endswith("ckpt_2")  # the last good one, kept
