@@ -394,15 +394,14 @@ def eta_curve(estimator, *, n=32, k=1, **options):
 
 def plot_eta(path, n=32):
     """The paper's Fig. 9: eta against rollout accuracy for Pass@1, Pass@k and the Sec. 4 designs."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
 
     curves = [("Pass@1 (grpo)", grpo, 1), ("Pass@4", passk_analytic, 4), ("Pass@8", passk_analytic, 8),
               ("Pass@16", passk_analytic, 16), ("combined, k=4 (Eq. 18)", passk_combined, 4),
               ("exceeding, k=4 (Eq. 17)", passk_exceeding, 4)]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for label, estimator, k in curves:
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    for label, estimator, k in [curve for curve in curves if curve[2] < n]:  # k = N: no signal, a flat 0
         accuracy, values = eta_curve(estimator, n=n, k=k)
         ax.plot(accuracy.numpy(), values.numpy(), marker="o", markersize=3, label=label)
         print(f"{label:24s} peak eta {values.max():6.3f} at accuracy {accuracy[values.argmax()]:.3f}")

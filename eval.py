@@ -124,16 +124,15 @@ def read_metrics(run_dir) -> list[dict]:
 
 def plot_run(run_dir):
     """curves.png: training reward and held-out pass@k over steps; passk.png: pass@k vs k, first vs last eval."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
 
     rows = read_metrics(run_dir)
     train = [r for r in rows if "train/reward" in r]
     evals = [r for r in rows if any(key.startswith("eval/pass@") for key in r)]
     ks = sorted({int(key.split("@")[1]) for r in evals for key in r if key.startswith("eval/pass@")})
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     if train:
         left.plot([r["step"] for r in train], [r["train/reward"] for r in train], lw=1)
     left.set(xlabel="RL step", ylabel="mean reward", title="training reward")
@@ -143,10 +142,10 @@ def plot_run(run_dir):
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(run_dir, "curves.png"), dpi=110)
-    plt.close(fig)
 
     if evals:
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig = Figure(figsize=(5.5, 4))
+        ax = fig.subplots()
         for row, label in ((evals[0], f"warm start (step {evals[0]['step']})"), (evals[-1], f"after RL (step {evals[-1]['step']})")):
             ax.plot(ks, [row.get(f"eval/pass@{k}") for k in ks], marker="o", label=label)
         ax.set_xscale("log", base=2)
@@ -154,7 +153,6 @@ def plot_run(run_dir):
         ax.legend()
         fig.tight_layout()
         fig.savefig(os.path.join(run_dir, "passk.png"), dpi=110)
-        plt.close(fig)
 
 
 def run_label(run_dir) -> str:
@@ -169,12 +167,12 @@ def run_label(run_dir) -> str:
 def plot_runs(run_dirs, path):
     """One figure for several runs: held-out pass@1 and pass@(largest k) over steps, pass@k against k at the end."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    left, right = fig.subplots(1, 2)
     for index, run_dir in enumerate(run_dirs):
-        color, label = plt.cm.tab10(index % 10), run_label(run_dir)
+        color, label = matplotlib.colormaps["tab10"](index % 10), run_label(run_dir)
         evals = [r for r in read_metrics(run_dir) if any(key.startswith("eval/pass@") for key in r)]
         if not evals:
             raise ValueError(f"{run_dir}: no held-out evaluation in metrics.jsonl yet")
@@ -196,7 +194,6 @@ def plot_runs(run_dirs, path):
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -300,9 +297,7 @@ def welch_interval(a, b, level: float = 0.95) -> dict:
 
 def write_passk_report(rows: list[dict], out_dir: str, title: str) -> str:
     """passk.md (powers of two and n), passk.json (every k) and passk_curve.png in out_dir; returns the table."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
 
     os.makedirs(out_dir, exist_ok=True)
     shown = set(powers_of_two(rows[-1]["k"]))
@@ -314,7 +309,8 @@ def write_passk_report(rows: list[dict], out_dir: str, title: str) -> str:
         f.write(table + "\n")
     with open(os.path.join(out_dir, "passk.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     ks = [r["k"] for r in rows]
     ax.plot(ks, [r["pass@k"] for r in rows], marker="o", ms=3)
     ax.fill_between(ks, [r["low"] for r in rows], [r["high"] for r in rows], alpha=0.25, label="95 % interval")
@@ -323,7 +319,6 @@ def write_passk_report(rows: list[dict], out_dir: str, title: str) -> str:
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "passk_curve.png"), dpi=110)
-    plt.close(fig)
     return table
 
 

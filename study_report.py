@@ -181,14 +181,14 @@ def sizes_label(sizes: list[int]) -> str:
 def plot_report(by_arm: dict, figure_dir: str, steps: int, arm_names, n_responses: int) -> dict:
     """passk_vs_k.png, training.png and eta.png in figure_dir; returns {name: path}."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
 
     os.makedirs(figure_dir, exist_ok=True)
-    colors = {arm: plt.cm.tab10(i % 10) for i, arm in enumerate(arm_names)}
+    colors = {arm: matplotlib.colormaps["tab10"](i % 10) for i, arm in enumerate(arm_names)}
     paths = {name: os.path.join(figure_dir, f"{name}.png") for name in ("passk_vs_k", "training", "eta")}
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, set_name in zip(axes, ("in_dist", "larger")):
         for arm, runs in by_arm.items():
             chosen = runs[0]["result"]["sets"][set_name]
@@ -209,13 +209,13 @@ def plot_report(by_arm: dict, figure_dir: str, steps: int, arm_names, n_response
     axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(paths["passk_vs_k"], dpi=110)
-    plt.close(fig)
 
     panels = [("eval/pass@1", "held-out pass@1 (in-training eval)"), ("train/reward", "training reward"),
               ("train/entropy", "mean token entropy"), ("train/wrong_distinct_frac", "distinct answers among wrong"),
               ("train/all_agree_frac", "prompts whose N responses agree")]
     window = max(1, steps // 10)
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    fig = Figure(figsize=(14, 7.5))
+    axes = fig.subplots(2, 3)
     for ax, (metric, title) in zip(axes.flat, panels):
         for arm, runs in by_arm.items():
             x, y = seed_mean_curve(runs, metric)
@@ -232,7 +232,6 @@ def plot_report(by_arm: dict, figure_dir: str, steps: int, arm_names, n_response
     axes.flat[-1].legend(handles, labels, loc="center", fontsize=9, title="mean over seeds")
     fig.tight_layout()
     fig.savefig(paths["training"], dpi=110)
-    plt.close(fig)
 
     advantage.plot_eta(paths["eta"], n=n_responses)
     return paths
