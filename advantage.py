@@ -6,8 +6,9 @@ response, [G, N], which train.py broadcasts over the response's tokens. All are 
     advantages = ESTIMATORS[name](rewards, k=k, **extra)
 
 with k keyword-only and `extra` holding those of `prompt_entropy`, `generator`, `n_groups`, `beta`
-and `normalize_std` that the function declares (train.py fills them from the config). Equation numbers are Chen et al. 2025, "Pass@k Training for Adaptively
-Balancing Exploration and Exploitation of Large Reasoning Models" (arXiv 2508.10751):
+and `normalize_std` that the function declares (train.py fills them from the config). Equation
+numbers are Chen et al. 2025, "Pass@k Training for Adaptively Balancing Exploration and
+Exploitation of Large Reasoning Models" (arXiv 2508.10751):
 
   grpo              Pass@1, Eq. 1-3: (r - mean) / (std + eps), population std.
   dr_grpo           Dr. GRPO (Liu et al. 2025, arXiv 2503.20783): r - mean, no division by std.
@@ -211,7 +212,7 @@ def _passk_table(n, k, eps, device, dtype):
     sigma_group = torch.sqrt(mean_group * all_wrong)                               # Eq. 12
     # C(N_neg - 1, k - 1) / C(N - 1, k - 1): the share of a wrong response's groups that are all wrong
     q = torch.exp(_log_binom(n_neg - 1, k - 1, log_factorial) - _log_binom(n_all - 1, k - 1, log_factorial))
-    # 1 - R_group is all_wrong itself: written as 1 - (1 - all_wrong), it cancels in float32 (MPS) when all_wrong is tiny
+    # 1 - R_group is all_wrong itself: as 1 - (1 - all_wrong) it cancels in float32 (MPS) when all_wrong is tiny
     adv_pos = all_wrong / (sigma_group + eps)                                      # Eq. 14
     adv_neg = (all_wrong - q) / (sigma_group + eps)                                # Eq. 15
     signal = (n_neg >= k) & (n_neg < n)  # some group fails and some group succeeds

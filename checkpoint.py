@@ -268,7 +268,7 @@ def prepare_run_dir(run_dir: str, resume: bool, config: dict, main_rank: bool) -
     """runs/<name>/, refusing to start a new run over an earlier one, with the resolved config.yaml in it."""
     if not resume and holds_run(run_dir):  # never overwrite an earlier run's checkpoints
         raise RunError(f"{run_dir} already holds a run: add --resume to continue it, or give this run "
-                          f"its own --run.name")
+                       f"its own --run.name")
     try:
         os.makedirs(run_dir, exist_ok=True)
         if main_rank:
@@ -292,16 +292,20 @@ def load_newest_intact(candidates, policy, config: dict, log) -> str:
             skipped.append(candidate)
             log(f"--resume: skipped {candidate}: {str(err).splitlines()[0][:160] if str(err) else type(err).__name__}")
             continue
-        with open(os.path.join(candidate, "config.yaml")) as f:
-            saved = flatten(yaml.safe_load(f) or {})
+        try:
+            with open(os.path.join(candidate, "config.yaml")) as f:
+                saved = flatten(yaml.safe_load(f) or {})
+        except (OSError, yaml.YAMLError):
+            saved = {}
+            log(f"--resume: {candidate}'s config.yaml is unreadable: its settings cannot be compared")
         now = flatten(config)
         changed = [f"{key} {saved.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(saved) | set(now))
-                   if key != "run.resume" and saved.get(key) != now.get(key)]
+                   if saved and key != "run.resume" and saved.get(key) != now.get(key)]
         if changed:
             log(f"--resume: settings differ from {candidate}'s: " + "; ".join(changed))
         return candidate
     raise RunError(f"--resume: no intact checkpoint in {os.path.dirname(candidates[0])} (skipped "
-                      f"{', '.join(os.path.basename(c) for c in skipped)}); move the run away to start it afresh")
+                   f"{', '.join(os.path.basename(c) for c in skipped)}); move the run away to start it afresh")
 
 
 def flatten(settings: dict) -> dict:

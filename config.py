@@ -377,8 +377,10 @@ def field_docs() -> dict:
 
 
 def config_from_dict(settings: dict, origin: str) -> Config:
+    """A checkpoint's saved config, its values range-checked (its data files need not exist any more)."""
     cfg = Config()
     apply_settings(cfg, settings, origin)
+    check_ranges(cfg)
     return cfg
 
 

@@ -16,9 +16,10 @@ The study (Chen et al. 2025, arXiv 2508.10751; the claims are the numbered CLAIM
 2. Arms differ only in the advantage: the same steps, prompts per step, N = 16 responses per
    prompt, learning rate and everything else. Core: pass1 (grpo, Eq. 1-3), passk_full (Alg. 1),
    passk_bootstrap (Alg. 2), passk_analytic (Eq. 11-15), passk_then_pass1 (passk_analytic for the
-   first half of the steps, then grpo); k = 4; and the methods researchers compare against:
-   best_of_n (Tang et al. 2025) and rs_grpo (Risk-Sensitive GRPO, beta = 2). Extended (--extended):
-   passk_combined (Eq. 18), entropy_adaptive (Sec. 4.2.3), passk_analytic with k = 2 and k = 8.
+   first half of the steps, then grpo); k = 4; and best_of_n (Tang et al. 2025, verl's grpo_passk),
+   the "Pass@k" method researchers compare against. Extended (--extended): passk_combined (Eq. 18),
+   entropy_adaptive (Sec. 4.2.3), passk_analytic with k = 2 and k = 8, and rs_grpo (Risk-Sensitive
+   GRPO, beta = 2).
    No arm is tuned on its own. Runs are paired: seed s of every arm starts from the same warm start
    and sees the same prompt stream and sampling seeds (keyed by run seed, step and prompt index), so
    the per-seed difference between two arms removes the noise the arms share.
@@ -75,12 +76,10 @@ from config import ConfigError, build_policy, build_task, load_for_eval, parse_a
 from study_report import EVAL_FILE, RESULT_FILE, TRAIN_METRICS, git_state, mean_pass_at_k, write_report
 
 # ----------------------------------------------------------------------------- the study's knobs
-# Sizing, from single-thread CPU seconds of one run on configs/maze.yaml (B = 32 prompts, N = 16; a
-# busy machine inflates wall time 2.5-5x, CPU time less): an RL step 6.3 s, one in-training eval
-# 2.2 s, the final eval 0.11 s per maze and set, the warm start 0.6 s per SFT step (600: 6 min, once,
-# cached). Core sweep, 15 runs on 2 workers = 8 rounds: 8 x (6.5 STEPS + 0.22 EVAL_PROBLEMS + 8) s
-# + warm start ~ 45 min at STEPS = 40, EVAL_PROBLEMS = 100. Each run's study_eval.json records its CPU
-# and wall seconds, to redo this sum on another machine.
+# Sizing, measured (each stored result records its CPU and wall seconds): on configs/maze.yaml (B = 64 prompts,
+# N = 16, 60 RL steps) one run takes 8.4-10.0 single-thread CPU minutes to train and 0.4-0.6 to evaluate; the warm
+# start (400 SFT steps) 2.2 min once, cached. The default sweep, 6 arms x 6 seeds = 36 runs, is about 350 CPU
+# minutes: about 3 h at 2 jobs on an idle 2-core machine; other work on the machine stretches it 2-3x.
 
 N_RESPONSES = 16        # N: responses per prompt in every arm (k = 4 needs >= 4 wrong of 16 for any signal)
 K = 4                   # k of the Pass@k arms (the paper's smallest)
@@ -97,8 +96,8 @@ TRAIN_EVAL_PROBLEMS = 64
 TRAIN_EVAL_SAMPLES = 4
 CHECKPOINT_EVERY = 10   # RL steps between checkpoints: what an interrupted run loses at most
 
-CORE_ARMS = ("pass1", "passk_full", "passk_bootstrap", "passk_analytic", "passk_then_pass1", "best_of_n", "rs_grpo")
-EXTENDED_ARMS = ("passk_combined", "entropy_adaptive", *(f"passk_analytic_k{k}" for k in EXTENDED_KS))
+CORE_ARMS = ("pass1", "passk_full", "passk_bootstrap", "passk_analytic", "passk_then_pass1", "best_of_n")
+EXTENDED_ARMS = ("passk_combined", "entropy_adaptive", *(f"passk_analytic_k{k}" for k in EXTENDED_KS), "rs_grpo")
 ARM_DOCS = {
     "pass1": "Pass@1 training: grpo (Eq. 1-3)",
     "passk_full": f"Pass@{K}, full sampling (Alg. 1)",

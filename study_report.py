@@ -72,7 +72,8 @@ def claim_parts(claim_parts_spec, by_arm: dict, extended_arms=()) -> list[dict]:
             extended = " (--extended)" if set(missing) & set(extended_arms) else ""
             part["why"] = f"{', '.join(missing)} not run{extended}"
         else:  # paired by seed: the runs of a seed share the warm start, the prompts and the sampling seeds
-            by_seed = [{run.get("seed", i): run[metric] for i, run in enumerate(by_arm[arm])} for arm in (better, worse)]
+            by_seed = [{run.get("seed", i): run[metric] for i, run in enumerate(by_arm[arm])}
+                       for arm in (better, worse)]
             seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
             a, b = [by_seed[0][s] for s in seeds], [by_seed[1][s] for s in seeds]
             welch = evaluation.welch_interval(list(by_seed[0].values()), list(by_seed[1].values()), LEVEL)
