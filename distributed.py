@@ -89,9 +89,10 @@ def barrier():
         dist.barrier()
 
 
-def resolve_mode(mode: str, hf: bool) -> str:
-    """run.distributed: auto is FSDP2 for Hugging Face models, DDP for the tiny GPT."""
-    return ("fsdp" if hf else "ddp") if mode == "auto" else mode
+def resolve_mode(mode: str, hf: bool, lora: bool = False) -> str:
+    """run.distributed: auto is FSDP2 for Hugging Face models, DDP for the tiny GPT and for LoRA (small adapters,
+    a frozen base every rank holds)."""
+    return ("fsdp" if hf and not lora else "ddp") if mode == "auto" else mode
 
 
 # ----------------------------------------------------------------------------- collectives

@@ -216,7 +216,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         old_logp=old_logp, ref_logp=ref_logp,
         advantages=advantages[first:first + b].reshape(b * N, 1).float(),  # this rank's, broadcast over tokens
         silent=silent_prompts[first:first + b].to(device).repeat_interleave(N),
-        skip_silent=rl.skip_zero_advantage and reference is None and distributed.world_size() == 1,
+        skip_silent=rl.skip_zero_advantage and rl.kl_coef == 0 and distributed.world_size() == 1,
         valid_vocab=tokenizer.vocab_size)
 
     # 5. PPO updates: each mini-batch takes an equal random share of every prompt's responses
@@ -411,13 +411,16 @@ def train(cfg: Config, log=print) -> dict:
     if not start and cfg.sft.steps > 0 and (not resume_from or cfg.rl.kl_coef > 0):  # resumed: only for the reference
         warm_start(cfg, policy, tokenizer, task, device, log)
     reference = None
-    if cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on
+    if cfg.rl.kl_coef > 0 and cfg.model.lora_rank:  # LoRA: the policy itself with its adapters off, no copy
+        reference = policy.without_adapters()
+    elif cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on
         reference = build_policy(cfg, device, checkpoint=start)[0]
         reference.load_state_dict(policy.state_dict())
         reference.requires_grad_(False).eval()
     if resume_from:
         policy.load_weights(resume_from)
-    policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf)), device)
+    policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf),
+                                                               lora=cfg.model.lora_rank > 0), device)
     if reference is not None and distributed.is_sharded(policy):
         reference = distributed.shard(reference)  # forward only, but as large as the policy
     # after wrap: FSDP2 swaps in sharded parameters
@@ -481,7 +484,8 @@ def train(cfg: Config, log=print) -> dict:
 
 
 def make_optimizer(policy, lr, weight_decay, beta2=0.95):
-    return torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
+    trainable = [p for p in policy.parameters() if p.requires_grad]  # LoRA: the adapters; AdamW state for them alone
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
 
 
 def run_eval(cfg, policy, tokenizer, task) -> dict:
