@@ -56,7 +56,7 @@ class RunConfig:
     progress: bool = True
     """show a tqdm progress bar"""
     distributed: str = "auto"
-    """under torchrun: ddp (whole model per rank), fsdp (FSDP2 shards; model.hf only), auto (fsdp for model.hf)"""
+    """under torchrun: ddp (whole model per rank), fsdp (FSDP2 shards, model.hf), auto (fsdp for model.hf; LoRA: ddp)"""
 
 
 @dataclass
@@ -82,7 +82,7 @@ class ModelConfig:
     dtype: str = "auto"
     """hf: compute dtype: auto (bf16 autocast on CUDA, float32 elsewhere), bfloat16 or float32; weights stay float32"""
     base_dtype: str = "auto"
-    """hf with LoRA: storage of the frozen base weights: auto (bfloat16 on CUDA, float32 elsewhere), bfloat16 or float32"""
+    """hf, LoRA: storage of the frozen base weights: auto (bfloat16 on CUDA, float32 elsewhere), bfloat16 or float32"""
     gradient_checkpointing: bool = False
     """hf: recompute activations in the backward pass (less memory, about a third more compute)"""
     compile: bool = False

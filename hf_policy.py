@@ -154,10 +154,12 @@ class HFPolicy(nn.Module):
     """A `transformers` causal LM with the GPT's interface: prefill, decode, log-prob forward, checkpoints.
 
     Weights stay float32 (the master copy the optimizer updates: AdamW at lr 1e-6 on bf16 weights
-    would round most updates away); compute runs under bf16 autocast when `dtype` says so. Left
-    padding is handled with per-row position_ids and the 2-D attention mask, as `generate` does.
-    The log-prob forward takes the base model's last hidden states and the LM head's weight
-    through logprob.head_logprobs, so no [tokens, vocab] logits tensor is ever built.
+    would round most updates away); compute runs under bf16 autocast when `dtype` says so. With
+    LoRA (`model` a peft model, load_hf's `lora`) only the float32 adapters train; the frozen base
+    may be bf16, and then compute is bf16 too. Left padding is handled with per-row position_ids
+    and the 2-D attention mask, as `generate` does. The log-prob forward takes the inner
+    transformer's last hidden states and the LM head's weight through logprob.head_logprobs, so no
+    [tokens, vocab] logits tensor is ever built.
     decode: 'dynamic' (DynamicCache, grows by concatenation), 'static' (StaticCache: one
     preallocated tensor per layer written in place, gpt-fast style) or 'compiled' (static, plus a
     torch.compile'd one-token step; on CUDA with CUDA graphs).
@@ -221,7 +223,7 @@ class HFPolicy(nn.Module):
         return self.causal_lm.get_output_embeddings()
 
     def without_adapters(self):
-        """The KL reference of a LoRA policy: this model with its adapters switched off, no second copy of the weights."""
+        """The KL reference of a LoRA policy: this model with its adapters off (no second copy of the weights)."""
         if not self.lora:
             raise ValueError("without_adapters: this policy has no LoRA adapters (model.lora_rank is 0)")
         return AdaptersOff(self)
@@ -406,7 +408,8 @@ def check_adapted_modules(causal_lm):
     """The LM head and the input embeddings must stay plain modules (a regex target could still reach them)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    for name, module in (("lm_head", causal_lm.get_output_embeddings()), ("embed_tokens", causal_lm.get_input_embeddings())):
+    for name, module in (("lm_head", causal_lm.get_output_embeddings()),
+                         ("embed_tokens", causal_lm.get_input_embeddings())):
         if isinstance(module, BaseTunerLayer):
             raise ValueError(f"model.lora_targets: {name} cannot take an adapter: the log-prob path reads the LM "
                              f"head's weight directly, and small Qwen models tie it to embed_tokens")

@@ -53,18 +53,26 @@ import eval as evaluation
 import reward
 from checkpoint import (MetricsLog, holds_run, latest_checkpoint, resolve_checkpoint, rng_state, save_checkpoint,
                         set_rng_state)
-from config import (Config, ConfigError, active_phase, build_policy, build_task, parse_args, pick_device,
-                    reward_options)
+from config import (Config, ConfigError, ModelConfig, active_phase, build_policy, build_task, parse_args,
+                    pick_device, reward_options)
 from rollout import combine_seeds, concat_rollouts, generate, micro_slices, right_pad, sequences_batch
 
 
 # ----------------------------------------------------------------------------- stage 1: warm start
 
-def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
-    """Supervised training on demonstrations, cached in runs/_warmstart/<key>/ (key: model, task, sft config)."""
-    key_source = json.dumps({"model": dataclasses.asdict(cfg.model), "task": dataclasses.asdict(cfg.task),
+def warm_start_dir(cfg: Config) -> str:
+    """runs/_warmstart/<key>/, the key a hash of the model, task and sft sections and the seed. Model fields
+    added after the cache existed (LoRA's) are left out at their defaults: earlier warm starts keep their keys."""
+    model = {name: value for name, value in dataclasses.asdict(cfg.model).items()
+             if not name.startswith(("lora_", "base_dtype")) or value != getattr(ModelConfig(), name)}
+    key_source = json.dumps({"model": model, "task": dataclasses.asdict(cfg.task),
                              "sft": dataclasses.asdict(cfg.sft), "seed": cfg.run.seed}, sort_keys=True)
-    cache_dir = os.path.join(cfg.run.out_dir, "_warmstart", hashlib.sha1(key_source.encode()).hexdigest()[:12])
+    return os.path.join(cfg.run.out_dir, "_warmstart", hashlib.sha1(key_source.encode()).hexdigest()[:12])
+
+
+def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
+    """Supervised training on demonstrations, cached in warm_start_dir(cfg)."""
+    cache_dir = warm_start_dir(cfg)
     checkpoint = latest_checkpoint(cache_dir)
     optimizer = make_optimizer(policy, cfg.sft.lr, cfg.sft.weight_decay)
     start = 0
@@ -239,6 +247,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
                 stats[name].append(value)
             stats["loss"].append(loss)
             stats["grad_norm"].append(grad_norm)
+    optimizer.zero_grad(set_to_none=True)  # the next step's rollout need not hold them (bench/memory.py)
 
     # sums over every rank's responses: tokens, entropy, truncated rows, sampler gap, verifier timeouts
     tokens, entropy_sum, truncated, logp_gap, timeouts = distributed.all_reduce_sum(torch.stack([

@@ -251,7 +251,7 @@ def test_lora_elsewhere_is_refused_with_a_one_line_error(hf_dirs, tmp_path):
     tiny = os.path.join(os.path.dirname(config.__file__), "configs", "tiny.yaml")
     with pytest.raises(config.ConfigError, match="for Hugging Face models"):
         config.parse_args(["--config", tiny, "--model.lora_rank", "8"])
-    with pytest.raises(config.ConfigError, match="not the adapters a warm start"):  # a KL reference that is not the start
+    with pytest.raises(config.ConfigError, match="not the adapters a warm start"):  # a reference that is not the start
         config.parse_args(["--config", tiny, "--model.hf", hf_dirs["qwen"], "--model.lora_rank", "8",
                            "--rl.kl_coef", "0.1"])
     with pytest.raises(ValueError, match="lm_head cannot take an adapter"):  # a target peft would have matched
@@ -262,3 +262,34 @@ def test_lora_elsewhere_is_refused_with_a_one_line_error(hf_dirs, tmp_path):
         load_hf(hf_dirs["qwen"], "cpu", lora=LoraOptions(rank=2, targets=["nothing_here"]))
     assert distributed.resolve_mode("auto", hf=True, lora=True) == "ddp"
     assert distributed.resolve_mode("auto", hf=True) == "fsdp" and hf_policy.LORA_REFUSED_TARGETS
+
+
+def test_the_warm_start_key_of_a_run_without_lora_is_what_it_was(hf_dirs, tmp_path):
+    """The cache key hashes the model section: the fields LoRA added stay out of it at their defaults, so
+    warm starts cached before LoRA existed are found again (the study's, above all)."""
+    import hashlib
+
+    tiny = os.path.join(os.path.dirname(config.__file__), "configs", "tiny.yaml")
+    cfg, _ = config.parse_args(["--config", tiny, "--run.out_dir", str(tmp_path)])
+    before_lora = {k: v for k, v in dataclasses.asdict(cfg.model).items() if not k.startswith("lora_")
+                   and k != "base_dtype"}  # the model section as it was
+    source = json.dumps({"model": before_lora, "task": dataclasses.asdict(cfg.task), "sft": dataclasses.asdict(cfg.sft),
+                         "seed": cfg.run.seed}, sort_keys=True)
+    assert train.warm_start_dir(cfg) == os.path.join(str(tmp_path), "_warmstart",
+                                                     hashlib.sha1(source.encode()).hexdigest()[:12])
+    with_lora, _ = config.parse_args(["--config", tiny, "--run.out_dir", str(tmp_path), "--model.hf", hf_dirs["qwen"],
+                                      "--model.lora_rank", "4"])
+    with_lora.model.hf = cfg.model.hf
+    assert train.warm_start_dir(with_lora) != train.warm_start_dir(cfg)  # a LoRA warm start is a cache of its own
+
+
+def test_the_single_gpu_config_is_the_papers_recipe_with_adapters():
+    configs = os.path.join(os.path.dirname(config.__file__), "configs")
+    lora, _ = config.parse_args(["--config", os.path.join(configs, "math_qwen7b_lora.yaml")])
+    paper, _ = config.parse_args(["--config", os.path.join(configs, "math_qwen7b.yaml")])
+    changed = {f"{section}.{key}" for section, values in dataclasses.asdict(lora).items()
+               for key, value in values.items() if value != dataclasses.asdict(paper)[section][key]}
+    assert changed <= {"run.name", "model.lora_rank", "model.lora_alpha", "rl.lr", "rl.rollout_prompts",
+                       "rl.micro_batch"}, changed
+    assert lora.model.lora_rank > 0 and lora.rl.responses_per_prompt == 32 and lora.rl.prompts_per_step == 128
+    assert distributed.resolve_mode(lora.run.distributed, bool(lora.model.hf), lora=True) == "ddp"
