@@ -460,6 +460,8 @@ def validate_hf(m: ModelConfig):
 def validate_lora(cfg: Config):
     """LoRA: Hugging Face models only, DDP (not FSDP2), and a KL reference that is the policy RL starts from."""
     m = cfg.model
+    if not m.lora_rank and (m.lora_targets or m.lora_dropout):
+        raise ConfigError("model.lora_targets / model.lora_dropout need model.lora_rank > 0 (LoRA is off)")
     if not m.lora_rank and m.base_dtype == "auto":
         return
     if not m.hf:

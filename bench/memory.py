@@ -38,13 +38,17 @@ line, a fixed part and a part per row (rollout) or per token (log-probs, update)
 
 The prediction for a config: weights, gradients, optimizer state and the KV cache per row and slot as
 measured, each phase's line at the config's rows per rollout call and rows per micro-batch, at
---config-prompt-tokens + task.max_new_tokens (every response at its limit). It is a prediction,
-printed as one. A shape not measured (7B) is extrapolated from a measured one: parameters counted on
-the meta device; the KV cache per slot scaled by layers x KV heads x head size; activations per
-token by layers x width; the other per-token transients (one layer at a time) by the MLP width;
-fixed parts other than the log-prob buffers by the head's size; an extrapolation, labelled so.
-Measured on the CPU, the transients are the CPU's: on CUDA the log-prob chunks are 1 GiB rather
-than 320 MiB and the bf16 head is not copied to float32. Left out: several ranks, the allocator's
+--config-prompt-tokens + task.max_new_tokens (every response at its limit); the update's line rises
+at least as fast as its activations, all alive when its backward begins. It is a prediction, printed
+as one, and the lines are its least sure part: they are fitted at micro-batches of a few hundred to
+two thousand tokens, where the log-prob buffers set the log-prob phases' peaks; at a config's tens
+of thousands a layer's intermediates may set them instead. A shape not measured (7B) is extrapolated
+from a measured one: parameters counted on the meta device; the KV cache per slot scaled by layers
+x KV heads x head size; activations per token by layers x width; the other per-token transients
+(one layer at a time) by the MLP width; fixed parts other than the log-prob buffers by the head's
+size: an extrapolation, labelled so. Measured on the CPU, the transients are the CPU's: on CUDA the
+log-prob chunks are 1 GiB rather than 320 MiB and the bf16 head is not copied to float32. Left out:
+several ranks (FSDP2's shards, and the bf16 weights it gathers for the rollout), the allocator's
 fragmentation over a long CUDA run, the KL reference's second copy of a full fine-tune.
 """
 import argparse
@@ -80,6 +84,7 @@ CONFIGS = {  # shipped config: the shape it trains, and whether with LoRA
 PARTS = ("weights", "gradients", "optimizer state", "rollout KV cache", "activations", "weight copies")
 PHASES = ("rollout", "old log-probs", "update", "optimizer step")
 GB = 1e9
+ABSENT = object()  # a name an object did not hold itself before it was patched
 
 
 # ----------------------------------------------------------------------------- measuring one step (the worker)
@@ -92,6 +97,7 @@ class AllocationMeter:
     above the sum when they end (what they leave alive is not theirs)."""
 
     MARK = "passk-bench-transient"
+    relative = True  # the peak is above what was alive when the phase began
 
     def __init__(self, device):
         import torch
@@ -126,12 +132,32 @@ class AllocationMeter:
         return self.torch.profiler.record_function(self.MARK)
 
 
-def process_peak(device) -> int:
-    """The whole process's peak: resident memory (CPU; KiB on Linux), or CUDA's max_memory_allocated."""
-    import torch
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+class ResidentMeter:
+    """The CPU process's own peak in a phase, as the issue's "peak RSS": resident memory above the process's
+    start at its highest (Linux VmHWM, restarted per phase through /proc/self/clear_refs). It counts pages,
+    the libraries' and the allocator's too, and the profiler's records: so it runs without AllocationMeter."""
+
+    relative = False  # the peak is above the process's start, not above the phase's
+
+    def __init__(self, device):
+        self.base = self.resident()
+
+    @staticmethod
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    @contextlib.contextmanager
+    def phase(self):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM restarts from the present resident size
+        record = {"transient": 0}
+        yield record
+        with open("/proc/self/status") as f:
+            record["peak"] = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) * 1024 - self.base
+
+    def mark(self):
+        return contextlib.nullcontext()
 
 
 def storage_key(tensor):
@@ -174,7 +200,7 @@ class StepAccounts:
                 result = function(*args, **kwargs)
             persistent = max(before, self.persistent())
             after()
-            peak = before + record["peak"]
+            peak = before + record["peak"] if self.meter.relative else record["peak"]
             if peak > self.phases.get(name, {}).get("peak", -1):
                 rows, tokens = size(args, result)
                 self.phases[name] = {"peak": peak, "persistent": persistent, "buffers": record["transient"],
@@ -193,8 +219,9 @@ class StepAccounts:
         """Patch the module-level names rl_step, HFPolicy and the fused backward look up when called;
         returns a function that puts them back."""
         patched = [(train, "generate"), (train, "no_grad_logprobs"), (train, "logprobs"), (train, "ppo_update"),
-                   (hf_policy, "head_logprobs"), (logprob, "_backward")]
-        originals = [(module, name, getattr(module, name)) for module, name in patched]
+                   (hf_policy, "head_logprobs"), (logprob, "_backward"), (self.policy, "prefill"),
+                   (self.optimizer, "step")]  # the last two on the instances: a later step must not wrap them twice
+        originals = [(owner, name, vars(owner).get(name, ABSENT)) for owner, name in patched]
         real_prefill, real_logprobs, real_step = self.policy.prefill, train.logprobs, self.optimizer.step
         states = []
 
@@ -236,7 +263,10 @@ class StepAccounts:
         self.optimizer.step = self.phase("optimizer step", step, lambda a, r: (None, None))
         hf_policy.head_logprobs = self.transient(hf_policy.head_logprobs)
         logprob._backward = self.transient(logprob._backward)
-        return lambda: [setattr(module, name, value) for module, name, value in originals]
+        def restore():  # an instance's patch is deleted, so its class's method shows through again
+            for owner, name, value in originals:
+                delattr(owner, name) if value is ABSENT else setattr(owner, name, value)
+        return restore
 
     def saved_tensors(self):
         """A context counting the storages the autograd graph saves, and those gradient checkpointing keeps."""
@@ -331,7 +361,7 @@ def measure(args) -> dict:
     import train
 
     device = torch.device(args.device)
-    meter = AllocationMeter(device)
+    meter = ResidentMeter(device) if args.rss else AllocationMeter(device)
     policy = build_policy(args.shape, args.mode, device)
     optimizer = train.make_optimizer(policy, 1e-6, 0.0)
     tokenizer = RandomPrompts(args.prompt_tokens, min(QWEN_TOKENS, policy.lm_head.weight.shape[0]))
@@ -341,9 +371,9 @@ def measure(args) -> dict:
                                                                       for t in texts]
     steps = {}
     try:
-        for index, (name, prompts, n, new_tokens) in enumerate([
-                ("warm-up", 1, 2, 4), ("small", args.prompts, args.n, args.new_tokens),
-                ("large", args.prompts + 1, args.n, args.new_tokens)]):
+        plan = [("warm-up", 1, 2, 4), ("small", args.prompts, args.n, args.new_tokens),
+                ("large", args.prompts + 1, args.n, args.new_tokens)]
+        for index, (name, prompts, n, new_tokens) in enumerate(plan[::2] if args.rss else plan):
             cfg = config.Config()
             cfg.task.name, cfg.task.max_new_tokens = "arithmetic", new_tokens
             rl = cfg.rl  # micro_batch 0: each phase's call is one micro-batch
@@ -364,7 +394,7 @@ def measure(args) -> dict:
     parts = {**steps["large"]["parts"], "weights": tensor_bytes(policy.parameters()),
              "optimizer state": tensor_bytes(state)}
     return {"shape": args.shape, "mode": args.mode, "device": args.device, "parts": parts, "steps": steps,
-            "process_peak": process_peak(device),
+            "process_peak": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
             "parameters": sum(p.numel() for p in policy.parameters()),
             "trainable": sum(p.numel() for p in policy.parameters() if p.requires_grad),
             "batch": {"n": args.n, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens}}
@@ -421,7 +451,9 @@ def predict(measured: dict, cfg, shape: str, prompt_tokens: int) -> dict:
                  "width": ratio(lambda s: s["num_hidden_layers"] * s["hidden_size"]),
                  "mlp": ratio(lambda s: s["intermediate_size"]), "vocab": ratio(lambda s: s["vocab_size"]),
                  "head": ratio(lambda s: s["vocab_size"] * s["hidden_size"])}
-        fixed["weights"] *= scale["params"]
+        trained_bytes = 4 * measured["trainable"]  # trained weights are float32 (master weights, adapters)
+        frozen_scale = (params - trained) / max(1, measured["parameters"] - measured["trainable"])
+        fixed["weights"] = (fixed["weights"] - trained_bytes) * frozen_scale + trained_bytes * scale["trained"]
         fixed["gradients"] *= scale["trained"]
         fixed["optimizer state"] *= scale["trained"]
     T = prompt_tokens + cfg.task.max_new_tokens
@@ -433,14 +465,16 @@ def predict(measured: dict, cfg, shape: str, prompt_tokens: int) -> dict:
     def above(phase, size, per_token_activations=0.0):
         """The phase's line at `size`; extrapolated: its parts scaled as the file's docstring says."""
         line = lines[phase]
-        if not extrapolated:
-            return line["fixed"] + line["slope"] * size
+        if not extrapolated:  # the update's backward begins with every activation alive: its line rises as fast
+            return line["fixed"] + max(line["slope"], per_token_activations) * size
         if phase == "rollout":  # casts of the weights per decode step; the sampler's [rows, vocab] tensors
             return line["fixed"] * scale["params"] + line["slope"] * scale["vocab"] * size
         if phase == "optimizer step":  # AdamW's temporaries
             return line["fixed"] * scale["trained"]
-        transient = line["slope"] - per_token_activations  # one layer at a time
-        return line["buffers"] + (line["fixed"] - line["buffers"]) * scale["head"] + size * (
+        transient = max(0.0, line["slope"] - per_token_activations)  # one layer at a time
+        # the fixed part beyond the buffers: the head's copies (or, below 0, gradients not yet allocated at the
+        # peak, which would scale otherwise: left at 0, an overestimate)
+        return line["buffers"] + max(0.0, line["fixed"] - line["buffers"]) * scale["head"] + size * (
             per_token_activations * scale["width"] + transient * scale["mlp"])
 
     kv = kv_per_slot * scale["kv"] * rows_per_call * slots
@@ -459,14 +493,12 @@ def predict(measured: dict, cfg, shape: str, prompt_tokens: int) -> dict:
 # ----------------------------------------------------------------------------- the report
 
 def report(result: dict) -> str:
-    """A measurement as markdown: its parts, each phase's two peaks and the line through them."""
-    where = "CPU: process peak = peak resident memory" if result["device"] == "cpu" else \
-        "CUDA: process peak = torch.cuda.max_memory_allocated"
+    """A measurement as markdown: its parts, each phase's peaks and the line through them, the process's peak."""
     b, parts, steps = result["batch"], result["parts"], result["steps"]
-    large = steps["large"]
+    large, resident = steps["large"], result.get("resident")
     kv, micro = large["kv"], large["micro"]
-    lines = [f"{result['shape']} {result['mode']}: {result['parameters'] / 1e6:,.0f} M parameters, "
-             f"{result['trainable'] / 1e6:,.1f} M trained; {where}. RL steps of {steps['small']['prompts']} and "
+    lines = [f"{result['shape']} {result['mode']} on {result['device']}: {result['parameters'] / 1e6:,.0f} M "
+             f"parameters, {result['trainable'] / 1e6:,.1f} M trained. RL steps of {steps['small']['prompts']} and "
              f"{large['prompts']} prompts x {b['n']} responses, {b['prompt_tokens']} prompt + {b['new_tokens']} new "
              f"tokens (mean response {large['resp_len']:.0f}), gradient checkpointing, bf16 compute.", "",
              f"| part (tensors accounted, {large['prompts']}-prompt step) | GB | per unit |", "|---|---|---|"]
@@ -475,16 +507,23 @@ def report(result: dict) -> str:
              "activations": f"{parts['activations'] / micro['tokens'] / 1024:.1f} KiB per token (one micro-batch, "
                             f"{micro['rows']} rows x {micro['tokens'] // micro['rows']} tokens)"}
     lines += [f"| {name} | {parts[name] / GB:.3f} | {units.get(name, '')} |" for name in PARTS]
-    lines += ["", "| phase | measured peaks (GB) | weights + grads + AdamW alive (GB) | above them: fixed (GB) "
-              "| of which log-prob buffers (GB) | per row or token (KiB) |", "|---|---|---|---|---|---|"]
+    rss_column = " peak RSS above start (GB) |" if resident else ""
+    lines += ["", "| phase | tensors at peak (GB) | weights + grads + AdamW (GB) | above them: fixed (GB) "
+              f"| of which log-prob buffers (GB) | per row or token (KiB) |{rss_column}",
+              "|---|---|---|---|---|---|" + ("---|" if resident else "")]
     for name, line in phase_lines(result).items():
         peaks = " / ".join(f"{steps[s]['phases'][name]['peak'] / GB:.3f}" for s in ("small", "large"))
         unit = "row" if name == "rollout" else "token"
         lines.append(f"| {name} | {peaks} | {large['phases'][name]['persistent'] / GB:.3f} | {line['fixed'] / GB:.3f} "
-                     f"| {line['buffers'] / GB:.3f} | {line['slope'] / 1024:.1f} per {unit} |")
+                     f"| {line['buffers'] / GB:.3f} | {line['slope'] / 1024:.1f} per {unit} |"
+                     + (f" {resident[name] / GB:.3f} |" if resident else ""))
     peak = max(p["peak"] for p in large["phases"].values())
-    lines.append(f"\nmeasured peak of the {large['prompts']}-prompt step: **{peak / GB:.2f} GB** of tensors; "
-                 f"the process's peak: {result['process_peak'] / GB:.2f} GB")
+    if resident:  # a second process: the profiler's own records would count as resident memory
+        process = (f"the process: **{max(resident.values()) / GB:.2f} GB** peak resident memory above its start "
+                   f"(the {large['prompts']}-prompt step again, without the profiler)")
+    else:
+        process = f"the process: torch.cuda.max_memory_allocated {result['process_peak'] / GB:.2f} GB"
+    lines.append(f"\nmeasured peak of the {large['prompts']}-prompt step: **{peak / GB:.2f} GB** of tensors; {process}")
     return "\n".join(lines)
 
 
@@ -511,11 +550,11 @@ def prediction_report(path, result, prompt_tokens) -> str:
     return "\n".join(lines)
 
 
-def run_worker(shape, mode, args) -> dict:
+def run_worker(shape, mode, args, rss=False) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--shape", shape, "--mode", mode,
                "--device", args.device, "--prompts", str(args.prompts), "--n", str(args.n),
                "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads)] + (["--rss"] if rss else [])
     # glibc: every allocation of 1 MiB or more is mmap'd and given back on free, so RSS follows live memory
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(2**20), MALLOC_TRIM_THRESHOLD_=str(2**20))
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -542,6 +581,7 @@ def main(argv=None):
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--rss", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -555,9 +595,23 @@ def main(argv=None):
             with open(path) as f:
                 results += json.load(f)
     else:
-        results = [run_worker(shape, mode, args) for shape in args.shapes.split(",") for mode in args.modes.split(",")]
+        results = []
+        for shape in args.shapes.split(","):
+            for mode in args.modes.split(","):
+                results.append(run_worker(shape, mode, args))
+                if args.device == "cpu":  # the process's peak RSS: a second process, without the profiler
+                    resident = run_worker(shape, mode, args, rss=True)["steps"]["large"]["phases"]
+                    results[-1]["resident"] = {name: phase["peak"] for name, phase in resident.items()}
     for result in results:
         print(report(result) + "\n", flush=True)
+    peaks = {(r["shape"], r["mode"]): max(p["peak"] for p in r["steps"]["large"]["phases"].values()) for r in results}
+    compared = [shape for shape in SHAPES if (shape, "full") in peaks and (shape, "lora") in peaks]
+    if compared:  # the baseline: full fine-tuning at the same shape and batch, in the same run
+        print("| shape | full fine-tuning: tensors at peak (GB) | LoRA (GB) | LoRA / full |\n|---|---|---|---|")
+        for shape in compared:
+            full, lora = peaks[shape, "full"], peaks[shape, "lora"]
+            print(f"| {shape} | {full / GB:.2f} | {lora / GB:.2f} | {lora / full:.2f}x |")
+        print()
     for path, (shape, mode) in CONFIGS.items():  # from the config's own shape, else the largest one measured
         candidates = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["parameters"])
         if candidates:

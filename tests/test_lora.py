@@ -240,6 +240,7 @@ def test_the_compiled_sampler_with_adapters_samples_what_the_eager_one_does(hf_d
     (["--run.distributed", "fsdp"], "fsdp with LoRA is not supported"),
     (["--model.lora_rank", "0", "--model.base_dtype", "bfloat16"], "base_dtype bfloat16 needs model.lora_rank > 0"),
     (["--model.base_dtype", "float16"], "model.base_dtype 'float16'"),
+    (["--model.lora_rank", "0", "--model.lora_targets", "[q_proj]"], "need model.lora_rank > 0"),
 ])
 def test_bad_lora_settings_are_one_line_errors(hf_dirs, tmp_path, args, words):
     with pytest.raises(config.ConfigError) as error:
