@@ -57,7 +57,7 @@ class RunConfig:
     progress: bool = True
     """show a tqdm progress bar"""
     distributed: str = "auto"
-    """under torchrun: ddp (whole model per rank), fsdp (FSDP2 shards; model.hf only), auto (fsdp for model.hf)"""
+    """under torchrun: ddp (whole model per rank), fsdp (FSDP2 shards, model.hf), auto (fsdp for model.hf; LoRA: ddp)"""
 
 
 @dataclass
@@ -82,12 +82,22 @@ class ModelConfig:
     """hf, chat: system message before the prompt ("" = none, or the template's own default)"""
     dtype: str = "auto"
     """hf: compute dtype: auto (bf16 autocast on CUDA, float32 elsewhere), bfloat16 or float32; weights stay float32"""
+    base_dtype: str = "auto"
+    """hf, LoRA: storage of the frozen base weights: auto (bfloat16 on CUDA, float32 elsewhere), bfloat16 or float32"""
     gradient_checkpointing: bool = False
     """hf: recompute activations in the backward pass (less memory, about a third more compute)"""
     compile: bool = False
     """hf: torch.compile the transformer of the log-prob forward (training)"""
     decode: str = "dynamic"
     """hf sampler cache: dynamic (DynamicCache), static (preallocated StaticCache), compiled (static + compiled step)"""
+    lora_rank: int = 0
+    """hf: LoRA adapters of this rank (peft) on a frozen base; 0 = off, the whole model trains"""
+    lora_alpha: float = 32.0
+    """hf, LoRA: the adapters' scale is lora_alpha / lora_rank"""
+    lora_targets: list = field(default_factory=list)
+    """hf, LoRA: module names that get adapters, e.g. [q_proj, v_proj]; empty = every linear layer but the LM head"""
+    lora_dropout: float = 0.0
+    """hf, LoRA: dropout on the adapters' input; > 0 makes the PPO ratio differ from 1 on a step's first update"""
 
 
 @dataclass
@@ -406,6 +416,8 @@ RANGES = {
     "run.checkpoint_every": AT_LEAST_1, "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 keeps every one)"),
     "run.threads": NON_NEGATIVE,
     "model.n_layer": AT_LEAST_1, "model.n_head": AT_LEAST_1, "model.n_embd": AT_LEAST_1, "model.block_size": AT_LEAST_1,
+    "model.lora_rank": NON_NEGATIVE, "model.lora_alpha": POSITIVE,
+    "model.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "task.min_size": (lambda v: v >= 3, ">= 3"), "task.max_size": (lambda v: v >= 3, ">= 3"),
     "task.loop_frac": (lambda v: 0 <= v <= 1, "in [0, 1]"), "task.n_numbers": AT_LEAST_1,
     "task.max_number": AT_LEAST_1, "task.n_heldout": AT_LEAST_1, "task.max_new_tokens": AT_LEAST_1,
@@ -488,6 +500,7 @@ def validate(cfg: Config):
         validate_hf(cfg.model)
     if cfg.run.distributed == "fsdp" and not cfg.model.hf:
         raise ConfigError("run.distributed: fsdp shards Hugging Face models (model.hf); the tiny GPT uses ddp")
+    validate_lora(cfg)
     if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
         raise ConfigError(f"model.init: no checkpoint at {cfg.model.init}")
     bad_ks = [k for k in cfg.eval.ks if not isinstance(k, int) or not 1 <= k <= cfg.eval.n_samples]
@@ -512,10 +525,37 @@ def validate_math(cfg: Config):
 
 
 def validate_hf(m: ModelConfig):
-    try:  # the same check load_hf makes, here before anything is built
+    try:  # the same checks load_hf makes, here before anything is built
         hf_policy.check_options(m.hf, m.dtype, m.decode)
+        hf_policy.check_lora(lora_options(m), m.base_dtype)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def validate_lora(cfg: Config):
+    """LoRA: Hugging Face models only, DDP (not FSDP2), and a KL reference that is the policy RL starts from."""
+    m = cfg.model
+    if not m.lora_rank and (m.lora_targets or m.lora_dropout):
+        raise ConfigError("model.lora_targets / model.lora_dropout need model.lora_rank > 0 (LoRA is off)")
+    if not m.lora_rank and m.base_dtype == "auto":
+        return
+    if not m.hf:
+        raise ConfigError(f"model.lora_rank / model.base_dtype are for Hugging Face models (model.hf); "
+                          f"the tiny GPT trains whole")
+    if m.lora_rank and cfg.run.distributed == "fsdp":
+        raise ConfigError("run.distributed: fsdp with LoRA is not supported: the adapters are small, every rank "
+                          "holds the model (ddp, which auto picks)")
+    # the reference is the base with its adapters off: with trained adapters to start from, it is not the start
+    adapter_init = bool(m.init) and hf_policy.holds_adapters(resolve_checkpoint(m.init))
+    if m.lora_rank and cfg.rl.kl_coef > 0 and (adapter_init or cfg.sft.steps > 0 and not m.init):
+        raise ConfigError("rl.kl_coef with LoRA: the KL reference is the base model with its adapters off, not the "
+                          "adapters a warm start or model.init trained; set sft.steps: 0 (or rl.kl_coef: 0)")
+
+
+def lora_options(m: ModelConfig):
+    """The model.lora_* fields for hf_policy, or None when LoRA is off."""
+    return hf_policy.LoraOptions(m.lora_rank, m.lora_alpha, list(m.lora_targets), m.lora_dropout) \
+        if m.lora_rank else None
 
 
 # ----------------------------------------------------------------------------- building the pieces
@@ -545,10 +585,16 @@ def build_policy(cfg: Config, device, checkpoint=None):
     """(policy, tokenizer): the tiny GPT or, with model.hf, a Hugging Face model; fresh or from a checkpoint."""
     m = cfg.model
     if m.hf:  # an HF checkpoint is a save_pretrained folder: it loads like the original model
+        # ... and a LoRA checkpoint is a folder of adapters: model.hf is their base
+        adapters = checkpoint if checkpoint and hf_policy.holds_adapters(checkpoint) else None
         try:
-            return hf_policy.load_hf(checkpoint or m.hf, device, chat=m.chat, system_prompt=m.system_prompt,
-                                  dtype=m.dtype, gradient_checkpointing=m.gradient_checkpointing,
-                                  compile=m.compile, decode=m.decode)
+            policy, tokenizer = hf_policy.load_hf(
+                m.hf if adapters else checkpoint or m.hf, device, chat=m.chat, system_prompt=m.system_prompt,
+                dtype=m.dtype, gradient_checkpointing=m.gradient_checkpointing, compile=m.compile, decode=m.decode,
+                lora=lora_options(m), base_dtype=m.base_dtype)
+            if adapters:
+                policy.load_weights(adapters)
+            return policy, tokenizer
         except ValueError as err:  # a missing model or a tokenizer without a chat template: one line
             raise ConfigError(str(err)) from None
     tokenizer = CharTokenizer()

@@ -10,8 +10,11 @@ their global indices for its sampling seeds, and the collectives below (gather r
 token counts) make each update the one a single process would make.
 
 Two wrappers, chosen by `run.distributed`:
-- DDP (the tiny GPT, small HF models): every rank holds the whole model; gradients are
-  all-reduced once per mini-batch (`gradient_sync` skips the earlier micro-batches).
+- DDP (the tiny GPT, small HF models, LoRA): every rank holds the whole model; gradients are
+  all-reduced once per mini-batch (`gradient_sync` skips the earlier micro-batches). Under LoRA
+  only the adapters have gradients, so only they are all-reduced; the frozen base is loaded alike
+  on every rank. FSDP2 with LoRA is refused (config.py): the adapters are small, and the frozen
+  bf16 base beside float32 adapters in one FSDP unit is untested.
 - FSDP2 `fully_shard` (Hugging Face models): each decoder layer, then the root (embeddings, final
   norm, LM head), is sharded over the ranks; parameters, gradients and AdamW state are stored as
   1/world shards, bf16 compute with float32 gradient reduction (MixedPrecisionPolicy) when the
@@ -89,9 +92,10 @@ def barrier():
         dist.barrier()
 
 
-def resolve_mode(mode: str, hf: bool) -> str:
-    """run.distributed: auto is FSDP2 for Hugging Face models, DDP for the tiny GPT."""
-    return ("fsdp" if hf else "ddp") if mode == "auto" else mode
+def resolve_mode(mode: str, hf: bool, lora: bool = False) -> str:
+    """run.distributed: auto is FSDP2 for Hugging Face models, DDP for the tiny GPT and for LoRA (small adapters,
+    a frozen base every rank holds)."""
+    return ("fsdp" if hf and not lora else "ddp") if mode == "auto" else mode
 
 
 # ----------------------------------------------------------------------------- collectives

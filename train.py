@@ -129,7 +129,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         old_logp=old_logp, sampler_logp=rollout.sampler_logprobs, ref_logp=ref_logp,
         advantages=advantages[first:first + b].reshape(b * N, 1).float(),  # this rank's, broadcast over tokens
         silent=silent_prompts[first:first + b].to(device).repeat_interleave(N),
-        skip_silent=rl.skip_zero_advantage and reference is None and distributed.world_size() == 1,
+        skip_silent=rl.skip_zero_advantage and rl.kl_coef == 0 and distributed.world_size() == 1,
         valid_vocab=tokenizer.vocab_size)
 
     # 5. PPO updates: each mini-batch takes an equal random share of every prompt's responses
@@ -153,6 +153,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
                 stats[name].append(value)
             stats["loss"].append(loss)
             stats["grad_norm"].append(grad_norm)
+    optimizer.zero_grad(set_to_none=True)  # the next step's rollout need not hold them (bench/memory.py)
 
     # sums over every rank's responses: tokens, entropy, truncated rows, sampler gap, verifier timeouts
     tokens, entropy_sum, truncated, logp_gap, timeouts = distributed.all_reduce_sum(torch.stack([
@@ -435,12 +436,15 @@ def train(cfg: Config, log=print) -> dict:
     if not start and cfg.sft.steps > 0 and (not candidates or cfg.rl.kl_coef > 0):  # resumed: only for the reference
         warm_start(cfg, policy, tokenizer, task, device, log)
     reference = None
-    if cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on
+    if cfg.rl.kl_coef > 0 and cfg.model.lora_rank:  # LoRA: the policy itself with its adapters off, no copy
+        reference = policy.without_adapters()
+    elif cfg.rl.kl_coef > 0:  # a frozen copy of the starting policy, only when the KL term is on
         reference = build_policy(cfg, device, checkpoint=start)[0]
         reference.load_state_dict(policy.state_dict())
         reference.requires_grad_(False).eval()
     resume_from = load_newest_intact(candidates, policy, dataclasses.asdict(cfg), log) if candidates else None
-    policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf)), device)
+    policy = distributed.wrap(policy, distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf),
+                                                               lora=cfg.model.lora_rank > 0), device)
     if reference is not None and distributed.is_sharded(policy):
         reference = distributed.shard(reference)  # forward only, but as large as the policy
     # after wrap: FSDP2 swaps in sharded parameters

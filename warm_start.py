@@ -19,15 +19,23 @@ import torch
 
 import distributed
 from checkpoint import Diverged, GracefulStop, Stopped, latest_checkpoint, save_checkpoint
-from config import Config
+from config import Config, ModelConfig
 from rollout import right_pad, sequences_batch
 
 
-def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
-    """Supervised training on demonstrations, cached in runs/_warmstart/<key>/ (key: model, task, sft config)."""
-    key_source = json.dumps({"model": dataclasses.asdict(cfg.model), "task": dataclasses.asdict(cfg.task),
+def warm_start_dir(cfg: Config) -> str:
+    """runs/_warmstart/<key>/, the key a hash of the model, task and sft sections and the seed. Model fields
+    added after the cache existed (LoRA's) are left out at their defaults: earlier warm starts keep their keys."""
+    model = {name: value for name, value in dataclasses.asdict(cfg.model).items()
+             if not name.startswith(("lora_", "base_dtype")) or value != getattr(ModelConfig(), name)}
+    key_source = json.dumps({"model": model, "task": dataclasses.asdict(cfg.task),
                              "sft": dataclasses.asdict(cfg.sft), "seed": cfg.run.seed}, sort_keys=True)
-    cache_dir = os.path.join(cfg.run.out_dir, "_warmstart", hashlib.sha1(key_source.encode()).hexdigest()[:12])
+    return os.path.join(cfg.run.out_dir, "_warmstart", hashlib.sha1(key_source.encode()).hexdigest()[:12])
+
+
+def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
+    """Supervised training on demonstrations, cached in warm_start_dir(cfg)."""
+    cache_dir = warm_start_dir(cfg)
     checkpoint = latest_checkpoint(cache_dir)
     optimizer = make_optimizer(policy, cfg.sft.lr, cfg.sft.weight_decay)
     start = 0
@@ -108,4 +116,5 @@ def scheduled_lr(peak: float, step: int, warmup: int, steps: int, cosine: bool) 
 
 
 def make_optimizer(policy, lr, weight_decay, beta2=0.95):
-    return torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
+    trainable = [p for p in policy.parameters() if p.requires_grad]  # LoRA: the adapters; AdamW state for them alone
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
