@@ -540,8 +540,8 @@ def validate_lora(cfg: Config):
     if not m.lora_rank and m.base_dtype == "auto":
         return
     if not m.hf:
-        raise ConfigError(f"model.lora_rank / model.base_dtype are for Hugging Face models (model.hf); "
-                          f"the tiny GPT trains whole")
+        raise ConfigError("model.lora_rank / model.base_dtype are for Hugging Face models (model.hf); "
+                          "the tiny GPT trains whole")
     if m.lora_rank and cfg.run.distributed == "fsdp":
         raise ConfigError("run.distributed: fsdp with LoRA is not supported: the adapters are small, every rank "
                           "holds the model (ddp, which auto picks)")

@@ -543,9 +543,14 @@ def main(argv=None):
         base.run.out_dir = os.path.dirname(out)  # the warm start is cached in <out>/../_warmstart/
         init = "" if args.report_only else warm_start_checkpoint(base)
         jobs, runs = make_jobs(args, config, base, defaults, overrides, arms, init)
-        if args.report_only and jobs:
-            raise StudyError(f"--report-only: {len(jobs)} runs have no stored result in {results_dir} "
-                             f"({', '.join(job['name'] for job in jobs[:4])}...)")
+        if args.report_only and jobs:  # a partial sweep: report what is stored, each arm with its own seeds
+            runs = [(arm, path) for arm, path in runs if os.path.exists(path)]
+            empty = [arm for arm in arms if arm not in {arm for arm, _ in runs}]
+            if empty:
+                raise StudyError(f"--report-only: no stored result for {', '.join(empty)} in {results_dir}")
+            print(f"--report-only: {len(jobs)} runs have no stored result ({', '.join(j['name'] for j in jobs)}); "
+                  f"the report covers the {len(runs)} stored, its tables give each arm's seeds", flush=True)
+            jobs = []
         print(f"study: {len(arms)} arms x {args.seeds} seeds, {len(runs) - len(jobs)} finished, "
               f"{len(jobs)} to run, {args.jobs} at a time; logs in {out}/<run>/job.log", flush=True)
         store = lambda job: store_result(job["run_dir"], results_dir, job["name"], job["key"], args.commit)

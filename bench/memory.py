@@ -57,7 +57,6 @@ import contextlib
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import zlib

@@ -103,9 +103,13 @@ def test_report_only_uses_the_stored_results_and_pack_makes_one_archive(study, o
     command[command.index("--results") + 1] = str(tmp_path / "AGAIN.md")
     experiments.main([*command, "--results-dir", str(study / "results" / "study"), "--report-only"])
     assert "| pass1 | 1 |" in (tmp_path / "AGAIN.md").read_text()
+    command[command.index("--seeds") + 1] = "2"  # a partial sweep: seed 1 not stored, the report has seed 0
+    experiments.main([*command, "--results-dir", str(study / "results" / "study"), "--report-only"])
+    partial = (tmp_path / "AGAIN.md").read_text()
+    assert "| pass1 | 1 |" in partial and "| pass1 | 2 |" not in partial and "seeds 0;" in partial
     with pytest.raises(SystemExit) as stop:  # nothing stored there: report-only refuses rather than train
         experiments.main([*command, "--results-dir", str(tmp_path / "empty"), "--report-only"])
-    assert "--report-only: 2 runs have no stored result" in str(stop.value)
+    assert "--report-only: no stored result for pass1, passk_analytic" in str(stop.value)
     archive = experiments.pack(str(study / "results" / "study"), str(tmp_path / "study.tar.gz"))
     with tarfile.open(archive) as tar:
         assert {f"study/{arm}_s0/{study_report.RESULT_FILE}" for arm in ARMS} <= set(tar.getnames())
