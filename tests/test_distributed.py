@@ -195,7 +195,8 @@ def test_two_ddp_ranks_train_lora_adapters_as_one_process_does(tmp_path, hf_dirs
     adapters = lambda run, step: load_file(os.path.join(tmp_path, run, f"ckpt_{step}", "adapter_model.safetensors"))
     for step in (1, 2):  # AdamW at lr 1e-2 turns float32 noise in a near-0 gradient into up to ~3e-6
         assert_same_weights(adapters("single", step), adapters("ddp", step), atol=1e-5)
-    assert max(float(t.abs().max()) for n, t in adapters("ddp", 2).items() if "lora_B" in n) > 0.1  # B starts at 0
+    # B starts at 0 and 4 AdamW updates at lr 1e-2 move it up to ~0.04: it trained
+    assert max(float(t.abs().max()) for n, t in adapters("ddp", 2).items() if "lora_B" in n) > 0.01
     assert_same_metrics(metrics(tmp_path / "single"), metrics(tmp_path / "ddp"), rel=1e-5)
     assert metrics(tmp_path / "ddp")[1]["train/kl_ref"] > 0
     assert not os.path.exists(os.path.join(tmp_path, "ddp", "ckpt_2", "shards"))  # DDP, not FSDP2
