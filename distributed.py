@@ -137,10 +137,7 @@ def gather_lists(items: list) -> list:
 
 def any_rank(flag: bool) -> bool:
     """True on every rank when `flag` is true on any (a stop one rank was asked for is every rank's)."""
-    if world_size() == 1:
-        return flag
-    return bool(all_reduce_sum(torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl"
-                                            else "cpu")).item())
+    return sum_floats([float(flag)])[0] > 0
 
 
 # ----------------------------------------------------------------------------- wrapping

@@ -90,8 +90,12 @@ def check_lora(lora: LoraOptions, base_dtype: str):
         raise ValueError(f"model.lora_targets must be a list of module names such as q_proj, got {lora.targets!r}")
     refused = [t for t in lora.targets if t.split(".")[-1] in LORA_REFUSED_TARGETS]
     if refused:
-        raise ValueError(f"model.lora_targets: {refused[0]} cannot take an adapter: the log-prob path reads the "
-                         f"LM head's weight directly, and small Qwen models tie it to embed_tokens")
+        raise refused_target(refused[0])
+
+
+def refused_target(name: str) -> ValueError:
+    return ValueError(f"model.lora_targets: {name} cannot take an adapter: the log-prob path reads the LM head's "
+                      f"weight directly, and small Qwen models tie it to embed_tokens")
 
 
 def base_storage_dtype(base_dtype: str, lora: bool, device) -> torch.dtype:
@@ -231,7 +235,7 @@ class HFPolicy(nn.Module):
     @property
     def context_length(self) -> int:
         """Positions the model was trained for (its config's max_position_embeddings)."""
-        return int(getattr(self.model.config, "max_position_embeddings", None) or 1 << 20)
+        return int(getattr(self.config, "max_position_embeddings", None) or 1 << 20)
 
     def _autocast(self):
         device_type = self.lm_head.weight.device.type
@@ -416,8 +420,7 @@ def check_adapted_modules(causal_lm):
     for name, module in (("lm_head", causal_lm.get_output_embeddings()),
                          ("embed_tokens", causal_lm.get_input_embeddings())):
         if isinstance(module, BaseTunerLayer):
-            raise ValueError(f"model.lora_targets: {name} cannot take an adapter: the log-prob path reads the LM "
-                             f"head's weight directly, and small Qwen models tie it to embed_tokens")
+            raise refused_target(name)
 
 
 # End-of-turn tokens of common chat formats (Qwen/ChatML, Llama 3, Gemma, Phi): whichever the vocabulary

@@ -259,11 +259,9 @@ def take_prompts(sampled: Sampled, chosen, N) -> Sampled:
     """The chosen prompts (a [p] bool mask) of a Sampled, with their N rows each."""
     index = chosen.nonzero().flatten().tolist()
     rows = torch.tensor([i * N + j for i in index for j in range(N)], dtype=torch.long)
-    r = sampled.rollout
     pick = lambda t: t[rows.to(t.device)] if t is not None else None
     return Sampled([sampled.problems[i] for i in index], [sampled.prompts[i] for i in index],
-                   Rollout(pick(r.tokens), pick(r.response_mask), pick(r.truncated), pick(r.sampler_logprobs),
-                           pick(r.entropy)),
+                   Rollout(**{f.name: pick(getattr(sampled.rollout, f.name)) for f in dataclasses.fields(Rollout)}),
                    [sampled.texts[row] for row in rows.tolist()],
                    sampled.rewards[torch.tensor(index, dtype=torch.long)])
 

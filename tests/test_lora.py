@@ -27,6 +27,7 @@ import warm_start
 from hf_policy import HFPolicy, LoraOptions, load_hf
 from rollout import generate
 from test_hf_policy import PROMPTS, hf_dirs, math_config, one_thread, response_batch  # noqa: F401 (fixtures)
+from test_train import interrupt_rl_step
 
 
 def load_lora(hf_dirs, name, rank=4, randomize=True, **options):
@@ -150,14 +151,7 @@ def test_a_resumed_lora_run_continues_with_the_same_metrics(hf_dirs, tmp_path, m
     small = ["--rl.steps", "3", "--rl.kl_coef", "0.1", "--run.checkpoint_every", "1", "--eval.before", "false",
              "--eval.every", "0", "--eval.n_problems", "2", "--eval.n_samples", "2", "--eval.ks", "[1, 2]"]
     train.train(lora_config(tmp_path, hf_dirs["qwen"], *small, "--run.name", "straight"), log=lambda *a: None)
-    real_step = train.rl_step
-
-    def stop_at_step_2(step, *args, **kwargs):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real_step(step, *args, **kwargs)
-
-    monkeypatch.setattr(train, "rl_step", stop_at_step_2)
+    real_step = interrupt_rl_step(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train.train(lora_config(tmp_path, hf_dirs["qwen"], *small, "--run.name", "cut"), log=lambda *a: None)
     monkeypatch.setattr(train, "rl_step", real_step)

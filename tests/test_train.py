@@ -38,19 +38,25 @@ def train_lines(run_dir):
     return {r["step"]: {k: v for k, v in r.items() if k.startswith("train/")} for r in rows if "train/reward" in r}
 
 
+def interrupt_rl_step(monkeypatch, at_step):
+    """train.rl_step raising KeyboardInterrupt (as Ctrl-C would) when it reaches `at_step`; returns the real one."""
+    real_step = train.rl_step
+
+    def stop(step, *args, **kwargs):
+        if step == at_step:
+            raise KeyboardInterrupt
+        return real_step(step, *args, **kwargs)
+
+    monkeypatch.setattr(train, "rl_step", stop)
+    return real_step
+
+
 def test_resume_after_ctrl_c_continues_with_the_same_steps_and_metrics(tmp_path, monkeypatch):
     straight = tiny_config(tmp_path, "--run.name", "straight")
     train.train(straight, log=lambda *a: None)
 
     interrupted = tiny_config(tmp_path, "--run.name", "interrupted")
-    real_step = train.rl_step
-
-    def stop_at_step_2(step, *args, **kwargs):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real_step(step, *args, **kwargs)
-
-    monkeypatch.setattr(train, "rl_step", stop_at_step_2)
+    real_step = interrupt_rl_step(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train.train(interrupted, log=lambda *a: None)
     run_dir = tmp_path / "interrupted"
@@ -292,9 +298,7 @@ def test_dynamic_sampling_fills_the_batch_with_signal_stops_at_its_bound_and_res
     monkeypatch.setattr(train.reward, "score_batch", half_silent_rewards)
     straight = tiny_config(tmp_path, "--run.name", "straight", "--rl.resample_rounds", "2", "--eval.every", "0")
     train.train(straight, log=lambda *a: None)
-    real_step = train.rl_step
-    monkeypatch.setattr(train, "rl_step", lambda step, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
-                        if step == 2 else real_step(step, *a, **k))
+    real_step = interrupt_rl_step(monkeypatch, 2)
     interrupted = tiny_config(tmp_path, "--run.name", "interrupted", "--rl.resample_rounds", "2", "--eval.every", "0")
     with pytest.raises(KeyboardInterrupt):
         train.train(interrupted, log=lambda *a: None)
