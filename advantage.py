@@ -25,6 +25,8 @@ Exploitation of Large Reasoning Models" (arXiv 2508.10751):
                     group gets r_max - r_second_max (the pass@k objective at k = N); ignores k.
   rs_grpo           Risk-Sensitive GRPO (Jiang et al. 2025, arXiv 2509.24261): the advantage of the
                     exponential utility (1/beta) log E[exp(beta r)], between the mean and the max; ignores k.
+  maxrl             MaxRL (Tajwar et al. 2026, arXiv 2602.02710): (r_i - mean) / mean, 0 when the
+                    mean is 0; the gradient of log pass@1 = sum_k (1/k) pass@k; 0/1 only; ignores k.
 
 plus `eta` (Sec. 4.1: the sum of |advantages| over a prompt's responses) and `eta_curve`;
 `python advantage.py` draws the paper's Fig. 9 (eta against rollout accuracy, N = 32) to docs/eta.png.
@@ -37,12 +39,14 @@ Choices every estimator shares:
 - Work is done in float64 (float32 on MPS, which has none). The result is float64 for float64
   rewards and float32 for everything else: bfloat16 and float16 rewards give float32 advantages,
   because a 8-bit mantissa would round 0.27735 to 0.2773 and break the zero sum of a row.
-- Pass@k estimators need 0/1 rewards and say so; pkpo, best_of_n and rs_grpo also take continuous rewards.
+- Pass@k estimators and maxrl need 0/1 rewards and say so; pkpo, best_of_n and rs_grpo also take
+  continuous rewards.
 
 Left out on purpose: value functions and GAE (outcome rewards only), reward shaping, the loss and
 the k / estimator schedule (train.py), and gathering entropies across ranks (train.py does that
 before calling entropy_adaptive, which stays a pure function of its arguments).
 """
+
 import functools
 import math
 import numbers
@@ -51,6 +55,7 @@ import torch
 
 
 # ----------------------------------------------------------------------------- checks and dtypes
+
 
 def _work_dtype(device):
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
@@ -63,22 +68,29 @@ def _output(advantages, rewards):
 def _check(rewards, k, name, *, binary, eps=0.0):
     """Validate the shared contract and return the rewards in the working dtype."""
     if not isinstance(rewards, torch.Tensor):
-        raise ValueError(f"{name}: rewards must be a torch.Tensor [G, N], got {type(rewards).__name__}")
+        raise ValueError(
+            f"{name}: rewards must be a torch.Tensor [G, N], got {type(rewards).__name__}"
+        )
     if rewards.dim() != 2:
-        raise ValueError(f"{name}: rewards must be 2-D [G prompts, N responses], got shape {tuple(rewards.shape)}")
+        raise ValueError(
+            f"{name}: rewards must be 2-D [G prompts, N responses], got shape {tuple(rewards.shape)}"
+        )
     if rewards.is_complex():
         raise ValueError(f"{name}: rewards must be real, got {rewards.dtype}")
     n = rewards.shape[1]
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise ValueError(f"{name}: k must be an integer, got {k!r}")
     if not 1 <= k <= n:
-        raise ValueError(f"{name}: k must satisfy 1 <= k <= N (responses per prompt), got k={k}, N={n}")
+        raise ValueError(
+            f"{name}: k must satisfy 1 <= k <= N (responses per prompt), got k={k}, N={n}"
+        )
     if binary:
         is_binary = (rewards == 0) | (rewards == 1)
         if not is_binary.all():
             example = rewards[~is_binary][0].item()
-            raise ValueError(f"{name} needs binary 0/1 rewards, got {example}; "
-                             f"for continuous rewards use 'pkpo'")
+            raise ValueError(
+                f"{name} needs binary 0/1 rewards, got {example}; for continuous rewards use 'pkpo'"
+            )
     elif not torch.isfinite(rewards).all():
         raise ValueError(f"{name}: rewards contain NaN or inf")
     if not eps >= 0:
@@ -90,7 +102,9 @@ def _normalise(x, eps):
     """Eq. 1-3 over the last dim: (x - mean) / (std + eps), population std; exactly 0 where all x are equal."""
     centered = x - x.mean(-1, keepdim=True)
     std = centered.square().mean(-1, keepdim=True).sqrt()  # population std (Eq. 2)
-    spread = x.amax(-1, keepdim=True) > x.amin(-1, keepdim=True)  # not aminmax: 16 ms vs 6 us on a busy 2-thread CPU
+    spread = x.amax(-1, keepdim=True) > x.amin(
+        -1, keepdim=True
+    )  # not aminmax: 16 ms vs 6 us on a busy 2-thread CPU
     return torch.where(spread, centered / (std + eps), 0.0)
 
 
@@ -109,6 +123,7 @@ def _log_factorials(n_max, device, dtype):
 
 
 # ----------------------------------------------------------------------------- Pass@1 family
+
 
 def grpo(rewards, *, k=1, eps=1e-6):
     """Pass@1 advantage (Eq. 1-3): A_i = (R_i - mean R) / (std R + eps) per prompt. k is unused."""
@@ -139,6 +154,7 @@ def rloo(rewards, *, k=1):
 
 # ----------------------------------------------------------------------------- Pass@k family
 
+
 def passk_full(rewards, *, k, eps=1e-6):
     """Full sampling (Alg. 1): responses split in order into N // k disjoint groups of k.
 
@@ -149,7 +165,7 @@ def passk_full(rewards, *, k, eps=1e-6):
     n_prompts, n = r.shape
     n_groups = n // k
     group_reward = r[:, : n_groups * k].view(n_prompts, n_groups, k).amax(-1)  # [G, N // k]
-    group_adv = _normalise(group_reward, eps)                                   # [G, N // k]
+    group_adv = _normalise(group_reward, eps)  # [G, N // k]
     adv = torch.zeros_like(r)
     adv[:, : n_groups * k] = group_adv.repeat_interleave(k, dim=-1)
     return _output(adv, rewards)
@@ -165,7 +181,9 @@ def _random_groups(n_prompts, n_groups, n, k, generator, device):
     members = []
     for j in range(n - k, n):
         pick = torch.randint(0, j + 1, (n_prompts, n_groups, 1), generator=generator, device=device)
-        pick = torch.where(taken.gather(-1, pick), j, pick)  # already in the group: take j, never drawn before
+        pick = torch.where(
+            taken.gather(-1, pick), j, pick
+        )  # already in the group: take j, never drawn before
         taken.scatter_(-1, pick, True)
         members.append(pick)
     return torch.cat(members, dim=-1)
@@ -185,11 +203,15 @@ def passk_bootstrap(rewards, *, k, n_groups=None, generator=None, eps=1e-6):
     if isinstance(n_groups, bool) or not isinstance(n_groups, numbers.Integral) or n_groups < 1:
         raise ValueError(f"passk_bootstrap: n_groups must be a positive integer, got {n_groups!r}")
     if generator is not None and generator.device.type != r.device.type:
-        raise ValueError(f"passk_bootstrap: generator is on {generator.device}, rewards on {r.device}")
-    members = _random_groups(n_prompts, n_groups, n, k, generator, r.device).view(n_prompts, n_groups * k)
-    group_reward = r.gather(1, members).view(n_prompts, n_groups, k).amax(-1)      # [G, n_groups]
-    group_adv = _normalise(group_reward, eps).repeat_interleave(k, dim=-1)         # [G, n_groups * k]
-    total = torch.zeros_like(r).scatter_add_(1, members, group_adv)                # [G, N]
+        raise ValueError(
+            f"passk_bootstrap: generator is on {generator.device}, rewards on {r.device}"
+        )
+    members = _random_groups(n_prompts, n_groups, n, k, generator, r.device).view(
+        n_prompts, n_groups * k
+    )
+    group_reward = r.gather(1, members).view(n_prompts, n_groups, k).amax(-1)  # [G, n_groups]
+    group_adv = _normalise(group_reward, eps).repeat_interleave(k, dim=-1)  # [G, n_groups * k]
+    total = torch.zeros_like(r).scatter_add_(1, members, group_adv)  # [G, N]
     count = torch.zeros_like(r).scatter_add_(1, members, torch.ones_like(group_adv))
     return _output(torch.where(count > 0, total / count.clamp(min=1), 0.0), rewards)
 
@@ -204,25 +226,27 @@ def _passk_table(n, k, eps, device, dtype):
     is ~40 tiny kernels, which at G = 512, N = 32 cost about as much as grpo itself.
     """
     log_factorial = _log_factorials(n, device, dtype)
-    n_neg = torch.arange(n + 1, device=device)                                     # [N + 1]
+    n_neg = torch.arange(n + 1, device=device)  # [N + 1]
     n_all = torch.tensor(n, device=device)
     # C(N_neg, k) / C(N, k): the share of the C(N, k) groups that hold no correct response
     all_wrong = torch.exp(_log_binom(n_neg, k, log_factorial) - _log_binom(n_all, k, log_factorial))
-    mean_group = 1 - all_wrong                                                     # Eq. 11
-    sigma_group = torch.sqrt(mean_group * all_wrong)                               # Eq. 12
+    mean_group = 1 - all_wrong  # Eq. 11
+    sigma_group = torch.sqrt(mean_group * all_wrong)  # Eq. 12
     # C(N_neg - 1, k - 1) / C(N - 1, k - 1): the share of a wrong response's groups that are all wrong
-    q = torch.exp(_log_binom(n_neg - 1, k - 1, log_factorial) - _log_binom(n_all - 1, k - 1, log_factorial))
+    q = torch.exp(
+        _log_binom(n_neg - 1, k - 1, log_factorial) - _log_binom(n_all - 1, k - 1, log_factorial)
+    )
     # 1 - R_group is all_wrong itself: as 1 - (1 - all_wrong) it cancels in float32 (MPS) when all_wrong is tiny
-    adv_pos = all_wrong / (sigma_group + eps)                                      # Eq. 14
-    adv_neg = (all_wrong - q) / (sigma_group + eps)                                # Eq. 15
+    adv_pos = all_wrong / (sigma_group + eps)  # Eq. 14
+    adv_neg = (all_wrong - q) / (sigma_group + eps)  # Eq. 15
     signal = (n_neg >= k) & (n_neg < n)  # some group fails and some group succeeds
     return torch.where(signal, adv_pos, 0.0), torch.where(signal, adv_neg, 0.0)
 
 
 def _passk_analytic(r, k, eps):
-    adv_pos, adv_neg = _passk_table(r.shape[1], k, eps, r.device, r.dtype)        # [N + 1] each
-    n_neg = (r == 0).sum(-1, keepdim=True)                                          # [G, 1]
-    return torch.where(r == 1, adv_pos[n_neg], adv_neg[n_neg])                     # [G, N]
+    adv_pos, adv_neg = _passk_table(r.shape[1], k, eps, r.device, r.dtype)  # [N + 1] each
+    n_neg = (r == 0).sum(-1, keepdim=True)  # [G, 1]
+    return torch.where(r == 1, adv_pos[n_neg], adv_neg[n_neg])  # [G, N]
 
 
 def passk_analytic(rewards, *, k, eps=1e-6):
@@ -239,8 +263,10 @@ def passk_analytic(rewards, *, k, eps=1e-6):
 def passk_combined(rewards, *, k, eps=1e-6):
     """Eq. 18: A = (N_pos/N) * A_pass@k + (1 - N_pos/N) * A_pass@1, Pass@k weighted up on easy prompts."""
     r = _check(rewards, k, "passk_combined", binary=True, eps=eps)
-    accuracy = r.mean(-1, keepdim=True)                                             # N_pos / N, [G, 1]
-    return _output(accuracy * _passk_analytic(r, k, eps) + (1 - accuracy) * _normalise(r, eps), rewards)
+    accuracy = r.mean(-1, keepdim=True)  # N_pos / N, [G, 1]
+    return _output(
+        accuracy * _passk_analytic(r, k, eps) + (1 - accuracy) * _normalise(r, eps), rewards
+    )
 
 
 def exceeding_weight(n_pos):
@@ -256,7 +282,7 @@ def exceeding_weight(n_pos):
 def passk_exceeding(rewards, *, k, eps=1e-6, f=exceeding_weight):
     """Exceeding Pass@k (Eq. 17): A' = f(N_pos) * A_pass@k (closed form), f = exceeding_weight."""
     r = _check(rewards, k, "passk_exceeding", binary=True, eps=eps)
-    n_pos = r.sum(-1, keepdim=True)                                                 # [G, 1]
+    n_pos = r.sum(-1, keepdim=True)  # [G, 1]
     return _output(f(n_pos) * _passk_analytic(r, k, eps), rewards)
 
 
@@ -270,15 +296,25 @@ def entropy_adaptive(rewards, *, k, prompt_entropy, eps=1e-6):
     r = _check(rewards, k, "entropy_adaptive", binary=True, eps=eps)
     n_prompts = r.shape[0]
     if not isinstance(prompt_entropy, torch.Tensor) or prompt_entropy.shape != (n_prompts,):
-        shape = tuple(prompt_entropy.shape) if isinstance(prompt_entropy, torch.Tensor) else type(prompt_entropy).__name__
-        raise ValueError(f"entropy_adaptive: prompt_entropy must be a [G] = [{n_prompts}] tensor, got {shape}")
+        shape = (
+            tuple(prompt_entropy.shape)
+            if isinstance(prompt_entropy, torch.Tensor)
+            else type(prompt_entropy).__name__
+        )
+        raise ValueError(
+            f"entropy_adaptive: prompt_entropy must be a [G] = [{n_prompts}] tensor, got {shape}"
+        )
     if not torch.isfinite(prompt_entropy).all():
         raise ValueError("entropy_adaptive: prompt_entropy contains NaN or inf")
     # a stable ascending sort of -entropy keeps equal entropies in index order
-    ranking = torch.sort(-prompt_entropy.to(r.device, r.dtype), stable=True).indices  # [G], highest first
+    ranking = torch.sort(
+        -prompt_entropy.to(r.device, r.dtype), stable=True
+    ).indices  # [G], highest first
     pass_at_1 = torch.zeros(n_prompts, dtype=torch.bool, device=r.device)
     pass_at_1[ranking[: (n_prompts + 1) // 2]] = True
-    return _output(torch.where(pass_at_1[:, None], _normalise(r, eps), _passk_analytic(r, k, eps)), rewards)
+    return _output(
+        torch.where(pass_at_1[:, None], _normalise(r, eps), _passk_analytic(r, k, eps)), rewards
+    )
 
 
 def pkpo(rewards, *, k, baseline=True):
@@ -304,22 +340,23 @@ def pkpo(rewards, *, k, baseline=True):
     if k == 1 and baseline:
         return _output(_rloo(r), rewards)
     n = r.shape[1]
-    sorted_r, order = r.sort(dim=-1)                                                # [G, N] ascending
+    sorted_r, order = r.sort(dim=-1)  # [G, N] ascending
     log_factorial = _log_factorials(n, r.device, r.dtype)
-    position = torch.arange(1, n + 1, device=r.device)                              # p = 1..N
+    position = torch.arange(1, n + 1, device=r.device)  # p = 1..N
     log_subsets = _log_binom(torch.tensor(n - 1, device=r.device), k - 1, log_factorial)
     top_share = torch.exp(_log_binom(position - 1, k - 1, log_factorial) - log_subsets)  # a_p, [N]
     if baseline:
-        gaps = torch.diff(sorted_r, dim=-1, prepend=sorted_r[:, :1])                # x_(p) - x_(p-1), [G, N]
+        gaps = torch.diff(sorted_r, dim=-1, prepend=sorted_r[:, :1])  # x_(p) - x_(p-1), [G, N]
         weights = (top_share * gaps).cumsum(-1)
     else:
         above_share = torch.exp(_log_binom(position - 2, k - 2, log_factorial) - log_subsets)  # [N]
-        from_above = (above_share * sorted_r).flip(-1).cumsum(-1).flip(-1)          # sum_{j >= p}, [G, N]
+        from_above = (above_share * sorted_r).flip(-1).cumsum(-1).flip(-1)  # sum_{j >= p}, [G, N]
         weights = top_share * sorted_r + torch.nn.functional.pad(from_above[:, 1:], (0, 1))
     return _output(torch.empty_like(weights).scatter_(-1, order, weights), rewards)
 
 
 # ----------------------------------------------------------------------------- methods from other papers
+
 
 def best_of_n(rewards, *, k, normalize_std=False, eps=1e-6):
     """Best-of-N (Tang et al. 2025, arXiv 2503.19595; verl's `grpo_passk`): the pass@k objective at k = N.
@@ -335,10 +372,10 @@ def best_of_n(rewards, *, k, normalize_std=False, eps=1e-6):
     n = r.shape[1]
     if n < 2:
         raise ValueError("best_of_n needs at least 2 responses per prompt")
-    top2 = r.topk(2, dim=-1)                                                        # values, indices [G, 2]
-    lead = top2.values[:, 0] - top2.values[:, 1]                                    # [G], 0 on a tie at the top
+    top2 = r.topk(2, dim=-1)  # values, indices [G, 2]
+    lead = top2.values[:, 0] - top2.values[:, 1]  # [G], 0 on a tie at the top
     if normalize_std:
-        lead = lead / (r.std(dim=-1) + eps)                                          # Bessel-corrected, as torch.std
+        lead = lead / (r.std(dim=-1) + eps)  # Bessel-corrected, as torch.std
     adv = torch.zeros_like(r).scatter_(1, top2.indices[:, :1], lead[:, None])
     return _output(adv, rewards)
 
@@ -348,19 +385,52 @@ def rs_grpo(rewards, *, k, beta=2.0):
 
     The objective (1/beta) log E[exp(beta r)] moves from the mean reward (beta -> 0) towards the max
     (beta -> +inf); its policy gradient, with the expectation estimated by the prompt's N responses, has
-        A_i = (1/beta) * (exp(beta r_i) / mean_j exp(beta r_j) - 1),
-    computed here as expm1(beta (r_i - s)) / beta with s = (1/beta)(logsumexp(beta r) - log N), which is
-    stable for large beta. beta = 0 is its limit, r_i - mean (dr_grpo). The advantages of a prompt sum
-    to 0; rows with every reward equal give exactly 0. k is ignored. The authors recommend beta = 2.
+        A_i = (1/beta) * (exp(beta r_i) / mean_j exp(beta r_j) - 1).
+    With z = beta (r - mean r) it is
+        (expm1(z_i) - mean_j expm1(z_j)) / (beta (1 + mean_j expm1(z_j))),
+    exact to rounding at any small beta (1e-15 too), where the log-sum-exp form cancelled. Rows
+    whose |z| exceeds 50 take the shifted form, which cannot overflow,
+        (exp(z_i - max z) / mean_j exp(z_j - max z) - 1) / beta.
+    beta = 0 is its limit, r_i - mean (dr_grpo). The advantages of a prompt sum to 0; rows with
+    every reward equal give exactly 0. k is ignored. The authors recommend beta = 2.
     """
     r = _check(rewards, k, "rs_grpo", binary=False)
     if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta):
         raise ValueError(f"rs_grpo: beta must be a finite number, got {beta!r}")
     spread = r.amax(-1, keepdim=True) > r.amin(-1, keepdim=True)
+    centered = r - r.mean(-1, keepdim=True)  # [G, N]
     if beta == 0:
-        return _output(torch.where(spread, r - r.mean(-1, keepdim=True), 0.0), rewards)
-    soft = (torch.logsumexp(beta * r, dim=-1, keepdim=True) - math.log(r.shape[1])) / beta   # [G, 1]
-    return _output(torch.where(spread, torch.expm1(beta * (r - soft)) / beta, 0.0), rewards)
+        return _output(torch.where(spread, centered, 0.0), rewards)
+    z = beta * centered  # [G, N]
+    grown = torch.expm1(z)  # [G, N], inf past |z| ~ 709
+    mean_grown = grown.mean(-1, keepdim=True)  # [G, 1]
+    small = (z.abs() <= 50).all(-1, keepdim=True)  # no overflow, no cancelling
+    adv = (grown - mean_grown) / (beta * (1 + mean_grown))  # [G, N]
+    if not bool(small.all()):  # 0/1 rewards with |beta| <= 50 never get here
+        shifted = torch.exp(z - z.amax(-1, keepdim=True))  # [G, N], in (0, 1]
+        adv = torch.where(small, adv, (shifted / shifted.mean(-1, keepdim=True) - 1) / beta)
+    return _output(torch.where(spread, adv, 0.0), rewards)
+
+
+def maxrl(rewards, *, k=1):
+    """MaxRL (Tajwar et al. 2026, "Maximum Likelihood Reinforcement Learning", arXiv 2602.02710).
+
+    For 0/1 rewards, with r_mean the prompt's mean reward (its N_pos / N),
+        A_i = (r_i - r_mean) / r_mean,   and 0 for every response when r_mean = 0,
+    so a correct response gets N / N_pos - 1 and a wrong one -1. MaxRL maximises log pass@1, and
+    log p = -sum_{k>=1} (1 - p)^k / k gives grad log p = sum_{k>=1} (1/k) grad pass@k: a harmonic
+    mixture of every Pass@k objective. What the estimator does exactly (tests/test_advantage.py
+    enumerates it): per prompt,
+        E[(1/N) sum_i A_i grad log pi(y_i)] = sum_{k=1}^{N-1} (1/k) grad pass@k,
+    the mixture cut at N - 1 (the all-wrong rows' zeros drop the baseline's share there). Rows sum
+    to 0; all-correct and all-wrong rows give exactly 0. Binary rewards only; k is ignored.
+    """
+    r = _check(rewards, k, "maxrl", binary=True)
+    accuracy = r.mean(-1, keepdim=True)  # r_mean, [G, 1]
+    solved = accuracy > 0
+    return _output(
+        torch.where(solved, (r - accuracy) / torch.where(solved, accuracy, 1.0), 0.0), rewards
+    )
 
 
 ESTIMATORS = {
@@ -376,10 +446,12 @@ ESTIMATORS = {
     "pkpo": pkpo,
     "best_of_n": best_of_n,
     "rs_grpo": rs_grpo,
+    "maxrl": maxrl,
 }
 
 
 # ----------------------------------------------------------------------------- eta (Sec. 4.1, Fig. 9)
+
 
 def eta(advantages):
     """eta = sum_i |A_i| over each prompt's responses, [G]: N_pos |A_pos| + N_neg |A_neg| for 0/1 rewards."""
@@ -389,23 +461,34 @@ def eta(advantages):
 def eta_curve(estimator, *, n=32, k=1, **options):
     """eta of `estimator` for one prompt with N_pos = 0..n correct of n: (accuracy [n+1], eta [n+1])."""
     n_pos = torch.arange(n + 1)
-    rewards = (torch.arange(n) < n_pos[:, None]).float()                            # row j: j correct
+    rewards = (torch.arange(n) < n_pos[:, None]).float()  # row j: j correct
     return n_pos / n, eta(estimator(rewards, k=k, **options))
 
 
 def plot_eta(path, n=32):
     """The paper's Fig. 9: eta against rollout accuracy for Pass@1, Pass@k and the Sec. 4 designs."""
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
+    from matplotlib.figure import (
+        Figure,
+    )  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
 
-    curves = [("Pass@1 (grpo)", grpo, 1), ("Pass@4", passk_analytic, 4), ("Pass@8", passk_analytic, 8),
-              ("Pass@16", passk_analytic, 16), ("combined, k=4 (Eq. 18)", passk_combined, 4),
-              ("exceeding, k=4 (Eq. 17)", passk_exceeding, 4)]
+    curves = [
+        ("Pass@1 (grpo)", grpo, 1),
+        ("Pass@4", passk_analytic, 4),
+        ("Pass@8", passk_analytic, 8),
+        ("Pass@16", passk_analytic, 16),
+        ("combined, k=4 (Eq. 18)", passk_combined, 4),
+        ("exceeding, k=4 (Eq. 17)", passk_exceeding, 4),
+    ]
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
-    for label, estimator, k in [curve for curve in curves if curve[2] < n]:  # k = N: no signal, a flat 0
+    for label, estimator, k in [
+        curve for curve in curves if curve[2] < n
+    ]:  # k = N: no signal, a flat 0
         accuracy, values = eta_curve(estimator, n=n, k=k)
         ax.plot(accuracy.numpy(), values.numpy(), marker="o", markersize=3, label=label)
-        print(f"{label:24s} peak eta {values.max():6.3f} at accuracy {accuracy[values.argmax()]:.3f}")
+        print(
+            f"{label:24s} peak eta {values.max():6.3f} at accuracy {accuracy[values.argmax()]:.3f}"
+        )
     ax.set_xlabel(f"rollout accuracy N_pos / N  (N = {n})")
     ax.set_ylabel("eta = sum of |advantage| over the prompt")
     ax.set_title("Where each advantage puts its weight (after Chen et al. 2025, Fig. 9)")
@@ -418,4 +501,5 @@ def plot_eta(path, n=32):
 
 if __name__ == "__main__":
     from pathlib import Path
+
     plot_eta(Path(__file__).resolve().parent / "docs" / "eta.png")

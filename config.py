@@ -1,8 +1,6 @@
-"""The config: one dataclass per section, a docstring under every field, and the builders that turn
-a config into a task and a policy.
+"""The config: one dataclass per section, a docstring under every field, and its checks.
 
     cfg, config_path = config.parse_args(["--config", "configs/maze.yaml", "--rl.k", "8"])
-    task, (policy, tokenizer) = config.build_task(cfg), config.build_policy(cfg, device)
 
 A config file is YAML with one mapping per section (`run`, `model`, `task`, `sft`, `rl`, `eval`,
 `reward`); a top-level `base: other.yaml` applies another file first. Every field can be overridden
@@ -11,8 +9,11 @@ its docstring. A bad config (an unknown section or key, a value of the wrong typ
 an inconsistent combination) is a `ConfigError` whose one-line message names the key and the problem,
 raised before anything is built.
 
-train.py, eval.py and experiments.py all read their config here; nothing here imports them.
+train.py, eval.py and experiments.py all read their config here; nothing here imports them, nor
+anything that builds a task or a model: build.py turns a config into those, and checks what needs
+the task registry or the model code (`build.parse_config` = parse_args + those checks).
 """
+
 import ast
 import dataclasses
 import difflib
@@ -22,19 +23,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-import torch
 import yaml
 
 import advantage
 import distributed
-import hf_policy
-import reward
-import tasks
 from checkpoint import resolve_checkpoint
-from model import GPT, GPTConfig
-from tokenizer import CharTokenizer
 
 # ----------------------------------------------------------------------------- the config, a dataclass per section
+
 
 @dataclass
 class RunConfig:
@@ -56,6 +52,8 @@ class RunConfig:
     """continue from runs/<name>/latest (also: --resume)"""
     progress: bool = True
     """show a tqdm progress bar"""
+    tracker: str = "none"
+    """also log every metrics row to: none, tensorboard or wandb (optional packages; metrics.jsonl is always kept)"""
     distributed: str = "auto"
     """under torchrun: ddp (whole model per rank), fsdp (FSDP2 shards, model.hf), auto (fsdp for model.hf; LoRA: ddp)"""
 
@@ -269,6 +267,7 @@ PHASE_KEYS = ("until_step", "advantage", "k")
 
 # ----------------------------------------------------------------------------- reading it: files, overrides, --help
 
+
 def parse_args(argv, usage: str = "") -> tuple[Config, str]:
     """--config FILE, --resume, --help (prints `usage`, then every field), and --section.key VALUE overrides
     (VALUE parsed as YAML)."""
@@ -283,7 +282,8 @@ def parse_args(argv, usage: str = "") -> tuple[Config, str]:
             i += 1
             continue
         if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument '{arg}' (overrides look like --rl.k 8)")
+            hint = f"; did you mean --config {arg}?" if arg.endswith((".yaml", ".yml")) else ""
+            raise ConfigError(f"unexpected argument '{arg}' (overrides look like --rl.k 8){hint}")
         key, _, value = arg[2:].partition("=")
         if not value:
             if i + 1 >= len(argv):
@@ -314,15 +314,21 @@ def load_config_file(cfg: Config, path: str, seen=()):
         with open(path) as f:
             settings = yaml.safe_load(f) or {}
     except yaml.YAMLError as err:
-        where = f" at line {err.problem_mark.line + 1}" if getattr(err, "problem_mark", None) else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+        where = (
+            f" at line {err.problem_mark.line + 1}" if getattr(err, "problem_mark", None) else ""
+        )
+        raise ConfigError(
+            f"{path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}"
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} cannot be read ({err})") from None
     if not isinstance(settings, dict):
         raise ConfigError(f"{path} must hold a mapping of sections")
     base = settings.pop("base", None)
     if base:
-        load_config_file(cfg, os.path.join(os.path.dirname(path), base), seen + (os.path.abspath(path),))
+        load_config_file(
+            cfg, os.path.join(os.path.dirname(path), base), seen + (os.path.abspath(path),)
+        )
     apply_settings(cfg, settings, path)
 
 
@@ -331,14 +337,20 @@ def apply_settings(cfg: Config, settings: dict, origin: str):
     sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     for section, values in (settings or {}).items():
         if section not in sections:
-            raise ConfigError(f"unknown config section '{section}' in {origin}{_suggest(section, sections)}")
+            raise ConfigError(
+                f"unknown config section '{section}' in {origin}{_suggest(section, sections)}"
+            )
         if not isinstance(values, dict):
-            raise ConfigError(f"config section '{section}' in {origin} must be a mapping of keys to values")
+            raise ConfigError(
+                f"config section '{section}' in {origin} must be a mapping of keys to values"
+            )
         target = sections[section]
         known = {f.name for f in dataclasses.fields(target)}
         for key, value in values.items():
             if key not in known:
-                raise ConfigError(f"unknown config key '{section}.{key}' in {origin}{_suggest(key, known)}")
+                raise ConfigError(
+                    f"unknown config key '{section}.{key}' in {origin}{_suggest(key, known)}"
+                )
             setattr(target, key, coerce(f"{section}.{key}", value, getattr(target, key)))
 
 
@@ -368,7 +380,9 @@ def print_help(usage: str = ""):
     for section, values in defaults.items():
         print(f"{section}:")
         for key, value in values.items():
-            print(f"  --{section}.{key} {json.dumps(value)}\n      {docs.get(f'{section}.{key}', '')}")
+            print(
+                f"  --{section}.{key} {json.dumps(value)}\n      {docs.get(f'{section}.{key}', '')}"
+            )
 
 
 def field_docs() -> dict:
@@ -377,8 +391,12 @@ def field_docs() -> dict:
         tree = ast.parse(f.read())
     docs = {}
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name.endswith("Config") and node.name != "Config":
-            section = node.name[:-len("Config")].lower()
+        if (
+            isinstance(node, ast.ClassDef)
+            and node.name.endswith("Config")
+            and node.name != "Config"
+        ):
+            section = node.name[: -len("Config")].lower()
             for item, after in zip(node.body, node.body[1:]):
                 documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
                 if isinstance(item, ast.AnnAssign) and documented:
@@ -395,6 +413,7 @@ def config_from_dict(settings: dict, origin: str) -> Config:
 
 
 # ----------------------------------------------------------------------------- checking it
+
 
 def phases(cfg: Config) -> list[dict]:
     """The advantage schedule: [{until_step, advantage, k}], the last phase running to the end."""
@@ -413,39 +432,87 @@ def active_phase(cfg: Config, step: int) -> dict:
 POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
 AT_LEAST_1, PROBABILITY = (lambda v: v >= 1, ">= 1"), (lambda v: 0 < v <= 1, "in (0, 1]")
 RANGES = {
-    "run.checkpoint_every": AT_LEAST_1, "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 keeps every one)"),
+    "run.checkpoint_every": AT_LEAST_1,
+    "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 keeps every one)"),
     "run.threads": NON_NEGATIVE,
-    "model.n_layer": AT_LEAST_1, "model.n_head": AT_LEAST_1, "model.n_embd": AT_LEAST_1, "model.block_size": AT_LEAST_1,
-    "model.lora_rank": NON_NEGATIVE, "model.lora_alpha": POSITIVE,
+    "model.n_layer": AT_LEAST_1,
+    "model.n_head": AT_LEAST_1,
+    "model.n_embd": AT_LEAST_1,
+    "model.block_size": AT_LEAST_1,
+    "model.lora_rank": NON_NEGATIVE,
+    "model.lora_alpha": POSITIVE,
     "model.lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "task.min_size": (lambda v: v >= 3, ">= 3"), "task.max_size": (lambda v: v >= 3, ">= 3"),
-    "task.loop_frac": (lambda v: 0 <= v <= 1, "in [0, 1]"), "task.n_numbers": AT_LEAST_1,
-    "task.max_number": AT_LEAST_1, "task.n_heldout": AT_LEAST_1, "task.max_new_tokens": AT_LEAST_1,
-    "sft.steps": NON_NEGATIVE, "sft.batch_size": AT_LEAST_1, "sft.lr": POSITIVE, "sft.warmup": NON_NEGATIVE,
-    "sft.weight_decay": NON_NEGATIVE, "sft.buckets": AT_LEAST_1,
-    "rl.steps": NON_NEGATIVE, "rl.prompts_per_step": AT_LEAST_1,
-    "rl.responses_per_prompt": (lambda v: v >= 2, ">= 2 (group advantages compare a prompt's responses)"),
-    "rl.k": AT_LEAST_1, "rl.n_groups": NON_NEGATIVE, "rl.lr": POSITIVE, "rl.warmup": NON_NEGATIVE,
-    "rl.weight_decay": NON_NEGATIVE, "rl.adam_beta2": (lambda v: 0 < v < 1, "in (0, 1)"), "rl.epochs": AT_LEAST_1,
-    "rl.minibatches": AT_LEAST_1, "rl.micro_batch": NON_NEGATIVE, "rl.rollout_prompts": NON_NEGATIVE,
-    "rl.eps_low": (lambda v: 0 <= v < 1, "in [0, 1)"), "rl.eps_high": NON_NEGATIVE, "rl.kl_coef": NON_NEGATIVE,
-    "rl.grad_clip": POSITIVE, "rl.temperature": POSITIVE, "rl.top_p": PROBABILITY, "rl.top_k": NON_NEGATIVE,
-    "rl.tis_cap": (lambda v: v == 0 or v >= 1, "0 (off) or >= 1 (a cap below 1 would shrink every token)"),
-    "rl.dual_clip": NON_NEGATIVE, "rl.resample_rounds": NON_NEGATIVE, "rl.max_skipped_updates": NON_NEGATIVE,
-    "eval.every": NON_NEGATIVE, "eval.n_samples": AT_LEAST_1, "eval.n_problems": AT_LEAST_1,
-    "eval.temperature": (lambda v: v >= 0, ">= 0 (0 is greedy)"), "eval.top_p": PROBABILITY,
-    "reward.workers": NON_NEGATIVE, "reward.timeout_s": POSITIVE, "rl.rs_beta": (lambda v: True, "a finite number"),
+    "task.min_size": (lambda v: v >= 3, ">= 3"),
+    "task.max_size": (lambda v: v >= 3, ">= 3"),
+    "task.loop_frac": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "task.n_numbers": AT_LEAST_1,
+    "task.max_number": AT_LEAST_1,
+    "task.n_heldout": AT_LEAST_1,
+    "task.max_new_tokens": AT_LEAST_1,
+    "sft.steps": NON_NEGATIVE,
+    "sft.batch_size": AT_LEAST_1,
+    "sft.lr": POSITIVE,
+    "sft.warmup": NON_NEGATIVE,
+    "sft.weight_decay": NON_NEGATIVE,
+    "sft.buckets": AT_LEAST_1,
+    "rl.steps": NON_NEGATIVE,
+    "rl.prompts_per_step": AT_LEAST_1,
+    "rl.responses_per_prompt": (
+        lambda v: v >= 2,
+        ">= 2 (group advantages compare a prompt's responses)",
+    ),
+    "rl.k": AT_LEAST_1,
+    "rl.n_groups": NON_NEGATIVE,
+    "rl.lr": POSITIVE,
+    "rl.warmup": NON_NEGATIVE,
+    "rl.weight_decay": NON_NEGATIVE,
+    "rl.adam_beta2": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "rl.epochs": AT_LEAST_1,
+    "rl.minibatches": AT_LEAST_1,
+    "rl.micro_batch": NON_NEGATIVE,
+    "rl.rollout_prompts": NON_NEGATIVE,
+    "rl.eps_low": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "rl.eps_high": NON_NEGATIVE,
+    "rl.kl_coef": NON_NEGATIVE,
+    "rl.grad_clip": POSITIVE,
+    "rl.temperature": POSITIVE,
+    "rl.top_p": PROBABILITY,
+    "rl.top_k": NON_NEGATIVE,
+    "rl.tis_cap": (
+        lambda v: v == 0 or v >= 1,
+        "0 (off) or >= 1 (a cap below 1 would shrink every token)",
+    ),
+    "rl.dual_clip": NON_NEGATIVE,
+    "rl.resample_rounds": NON_NEGATIVE,
+    "rl.max_skipped_updates": NON_NEGATIVE,
+    "eval.every": NON_NEGATIVE,
+    "eval.n_samples": AT_LEAST_1,
+    "eval.n_problems": AT_LEAST_1,
+    "eval.temperature": (lambda v: v >= 0, ">= 0 (0 is greedy)"),
+    "eval.top_p": PROBABILITY,
+    "reward.workers": NON_NEGATIVE,
+    "reward.timeout_s": POSITIVE,
+    "rl.rs_beta": (lambda v: True, "a finite number"),
 }
-CHOICES = {"reward.backend": ("sympy", "math_verify"), "rl.lr_schedule": ("constant", "cosine"),
-           "rl.loss_agg": ("token_mean", "seq_mean", "constant"), "rl.logprob": ("fused", "naive"),
-           "rl.entropy_mean": ("token", "response"), "run.distributed": distributed.MODES}
+CHOICES = {
+    "reward.backend": ("sympy", "math_verify"),
+    "rl.lr_schedule": ("constant", "cosine"),
+    "rl.loss_agg": ("token_mean", "seq_mean", "constant"),
+    "rl.logprob": ("fused", "naive"),
+    "rl.entropy_mean": ("token", "response"),
+    "run.distributed": distributed.MODES,
+    "run.tracker": ("none", "tensorboard", "wandb"),
+}
 DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 
 
 def check_ranges(cfg: Config):
     """Every field in RANGES within its range (numbers finite) and every field in CHOICES one of its choices."""
-    values = {f"{section}.{key}": value for section, fields in dataclasses.asdict(cfg).items()
-              for key, value in fields.items()}
+    values = {
+        f"{section}.{key}": value
+        for section, fields in dataclasses.asdict(cfg).items()
+        for key, value in fields.items()
+    }
     for key, (test, allowed) in RANGES.items():
         if not math.isfinite(values[key]) or not test(values[key]):
             raise ConfigError(f"{key}={values[key]} is out of range: it must be {allowed}")
@@ -457,13 +524,19 @@ def check_ranges(cfg: Config):
         raise ConfigError(f"run.device '{device}' must be one of {', '.join(DEVICES)} or cuda:N")
     m = cfg.model
     if m.n_embd % m.n_head or (m.n_embd // m.n_head) % 2:
-        raise ConfigError(f"model.n_embd={m.n_embd} must split into model.n_head={m.n_head} heads of an even width "
-                          f"(rotary embeddings rotate pairs)")
-    if cfg.task.name == "maze" and not m.hf:  # the largest grid, a newline per row and BOS, then the response
+        raise ConfigError(
+            f"model.n_embd={m.n_embd} must split into model.n_head={m.n_head} heads of an even width "
+            f"(rotary embeddings rotate pairs)"
+        )
+    if (
+        cfg.task.name == "maze" and not m.hf
+    ):  # the largest grid, a newline per row and BOS, then the response
         longest = cfg.task.max_size * (cfg.task.max_size + 1) + 1 + cfg.task.max_new_tokens
         if m.block_size < longest:
-            raise ConfigError(f"model.block_size={m.block_size} is shorter than the longest maze prompt plus "
-                              f"task.max_new_tokens ({longest} tokens at task.max_size={cfg.task.max_size})")
+            raise ConfigError(
+                f"model.block_size={m.block_size} is shorter than the longest maze prompt plus "
+                f"task.max_new_tokens ({longest} tokens at task.max_size={cfg.task.max_size})"
+            )
 
 
 def validate(cfg: Config):
@@ -472,34 +545,46 @@ def validate(cfg: Config):
     for i, phase in enumerate(phases(cfg)):
         where = f"rl.schedule[{i}]" if rl.schedule else "rl"
         if not isinstance(phase, dict) or set(phase) != set(PHASE_KEYS):
-            raise ConfigError(f"{where} must be a mapping with exactly the keys {', '.join(PHASE_KEYS)}, got {phase!r}")
+            raise ConfigError(
+                f"{where} must be a mapping with exactly the keys {', '.join(PHASE_KEYS)}, got {phase!r}"
+            )
         if phase["advantage"] not in advantage.ESTIMATORS:
-            raise ConfigError(f"{where}.advantage '{phase['advantage']}' is not an estimator; "
-                              f"known: {', '.join(advantage.ESTIMATORS)}")
+            raise ConfigError(
+                f"{where}.advantage '{phase['advantage']}' is not an estimator; "
+                f"known: {', '.join(advantage.ESTIMATORS)}"
+            )
         if not isinstance(phase["k"], int) or not 1 <= phase["k"] < N:
-            raise ConfigError(f"{where}.k={phase['k']} must satisfy 1 <= k < rl.responses_per_prompt={N} "
-                              f"(k = N gives no signal)")
+            raise ConfigError(
+                f"{where}.k={phase['k']} must satisfy 1 <= k < rl.responses_per_prompt={N} "
+                f"(k = N gives no signal)"
+            )
         if not isinstance(phase["until_step"], int):
             raise ConfigError(f"{where}.until_step must be an integer, got {phase['until_step']!r}")
-        if phase["advantage"] == "passk_full" and N % phase["k"]:  # the leftovers would be sampled, then dropped
-            raise ConfigError(f"{where}: passk_full needs rl.responses_per_prompt={N} to be a multiple of "
-                              f"k={phase['k']} (the N mod k leftovers would cost samples and carry no advantage)")
+        if (
+            phase["advantage"] == "passk_full" and N % phase["k"]
+        ):  # the leftovers would be sampled, then dropped
+            raise ConfigError(
+                f"{where}: passk_full needs rl.responses_per_prompt={N} to be a multiple of "
+                f"k={phase['k']} (the N mod k leftovers would cost samples and carry no advantage)"
+            )
     steps = [p["until_step"] for p in phases(cfg)]
     if steps != sorted(steps):
         raise ConfigError(f"rl.schedule until_step values must increase, got {steps}")
     if N % rl.minibatches:
-        raise ConfigError(f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt={N} "
-                          f"(each mini-batch takes an equal share of every prompt's responses)")
+        raise ConfigError(
+            f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt={N} "
+            f"(each mini-batch takes an equal share of every prompt's responses)"
+        )
     if rl.dual_clip and not rl.dual_clip > 1 + rl.eps_high:
-        raise ConfigError(f"rl.dual_clip={rl.dual_clip} must be 0 (off) or above 1 + rl.eps_high = {1 + rl.eps_high}")
-    if cfg.task.name not in tasks.TASKS:
-        raise ConfigError(f"task.name '{cfg.task.name}' is unknown; known: {', '.join(tasks.TASKS)}")
+        raise ConfigError(
+            f"rl.dual_clip={rl.dual_clip} must be 0 (off) or above 1 + rl.eps_high = {1 + rl.eps_high}"
+        )
     if cfg.task.name == "math":
         validate_math(cfg)
-    if cfg.model.hf:
-        validate_hf(cfg.model)
     if cfg.run.distributed == "fsdp" and not cfg.model.hf:
-        raise ConfigError("run.distributed: fsdp shards Hugging Face models (model.hf); the tiny GPT uses ddp")
+        raise ConfigError(
+            "run.distributed: fsdp shards Hugging Face models (model.hf); the tiny GPT uses ddp"
+        )
     validate_lora(cfg)
     if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
         raise ConfigError(f"model.init: no checkpoint at {cfg.model.init}")
@@ -507,9 +592,13 @@ def validate(cfg: Config):
     if bad_ks:
         raise ConfigError(f"eval.ks {bad_ks} must lie in 1..eval.n_samples={cfg.eval.n_samples}")
     if cfg.eval.n_problems > cfg.task.n_heldout:
-        raise ConfigError(f"eval.n_problems={cfg.eval.n_problems} exceeds task.n_heldout={cfg.task.n_heldout}")
+        raise ConfigError(
+            f"eval.n_problems={cfg.eval.n_problems} exceeds task.n_heldout={cfg.task.n_heldout}"
+        )
     if cfg.task.max_size < cfg.task.min_size:
-        raise ConfigError(f"task.max_size={cfg.task.max_size} is below task.min_size={cfg.task.min_size}")
+        raise ConfigError(
+            f"task.max_size={cfg.task.max_size} is below task.min_size={cfg.task.min_size}"
+        )
 
 
 def validate_math(cfg: Config):
@@ -517,122 +606,41 @@ def validate_math(cfg: Config):
     for key, path in (("task.train_file", t.train_file), ("task.test_file", t.test_file)):
         if (path or key == "task.train_file") and not os.path.isfile(path):
             raise ConfigError(f"{key}: no math data file at '{path}'")
-    if t.template not in tasks.MATH_TEMPLATES:
-        raise ConfigError(f"task.template '{t.template}' is unknown; known: {', '.join(tasks.MATH_TEMPLATES)}")
     if cfg.sft.steps > 0:
-        raise ConfigError("task.name=math has no demonstrations for a warm start: set sft.steps: 0 "
-                          "(and start from a pretrained model.hf)")
-
-
-def validate_hf(m: ModelConfig):
-    try:  # the same checks load_hf makes, here before anything is built
-        hf_policy.check_options(m.hf, m.dtype, m.decode)
-        hf_policy.check_lora(lora_options(m), m.base_dtype)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+        raise ConfigError(
+            "task.name=math has no demonstrations for a warm start: set sft.steps: 0 "
+            "(and start from a pretrained model.hf)"
+        )
 
 
 def validate_lora(cfg: Config):
     """LoRA: Hugging Face models only, DDP (not FSDP2), and a KL reference that is the policy RL starts from."""
     m = cfg.model
     if not m.lora_rank and (m.lora_targets or m.lora_dropout):
-        raise ConfigError("model.lora_targets / model.lora_dropout need model.lora_rank > 0 (LoRA is off)")
+        raise ConfigError(
+            "model.lora_targets / model.lora_dropout need model.lora_rank > 0 (LoRA is off)"
+        )
     if not m.lora_rank and m.base_dtype == "auto":
         return
     if not m.hf:
-        raise ConfigError("model.lora_rank / model.base_dtype are for Hugging Face models (model.hf); "
-                          "the tiny GPT trains whole")
+        raise ConfigError(
+            "model.lora_rank / model.base_dtype are for Hugging Face models (model.hf); "
+            "the tiny GPT trains whole"
+        )
     if m.lora_rank and cfg.run.distributed == "fsdp":
-        raise ConfigError("run.distributed: fsdp with LoRA is not supported: the adapters are small, every rank "
-                          "holds the model (ddp, which auto picks)")
-    # the reference is the base with its adapters off: with trained adapters to start from, it is not the start
-    adapter_init = bool(m.init) and hf_policy.holds_adapters(resolve_checkpoint(m.init))
-    if m.lora_rank and cfg.rl.kl_coef > 0 and (adapter_init or cfg.sft.steps > 0 and not m.init):
-        raise ConfigError("rl.kl_coef with LoRA: the KL reference is the base model with its adapters off, not the "
-                          "adapters a warm start or model.init trained; set sft.steps: 0 (or rl.kl_coef: 0)")
-
-
-def lora_options(m: ModelConfig):
-    """The model.lora_* fields for hf_policy, or None when LoRA is off."""
-    return hf_policy.LoraOptions(m.lora_rank, m.lora_alpha, list(m.lora_targets), m.lora_dropout) \
-        if m.lora_rank else None
-
-
-# ----------------------------------------------------------------------------- building the pieces
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def build_task(cfg: Config):
-    """The task of task.name (tasks.TASKS); a bad data file or a task too small is a one-line ConfigError."""
-    try:
-        task = tasks.TASKS[cfg.task.name](cfg.task)
-        if cfg.task.name == "math":  # a gold answer that cannot be verified in time is refused here, once
-            reward.check_golds([*task.heldout, *task.train], **reward_options(cfg))
-        return task
-    except ValueError as err:  # the message names the file, line and field, or the setting to change
-        raise ConfigError(str(err)) from None
-
-
-def build_policy(cfg: Config, device, checkpoint=None):
-    """(policy, tokenizer): the tiny GPT or, with model.hf, a Hugging Face model; fresh or from a checkpoint."""
-    m = cfg.model
-    if m.hf:  # an HF checkpoint is a save_pretrained folder: it loads like the original model
-        # ... and a LoRA checkpoint is a folder of adapters: model.hf is their base
-        adapters = checkpoint if checkpoint and hf_policy.holds_adapters(checkpoint) else None
-        try:
-            policy, tokenizer = hf_policy.load_hf(
-                m.hf if adapters else checkpoint or m.hf, device, chat=m.chat, system_prompt=m.system_prompt,
-                dtype=m.dtype, gradient_checkpointing=m.gradient_checkpointing, compile=m.compile, decode=m.decode,
-                lora=lora_options(m), base_dtype=m.base_dtype)
-            if adapters:
-                policy.load_weights(adapters)
-            return policy, tokenizer
-        except ValueError as err:  # a missing model or a tokenizer without a chat template: one line
-            raise ConfigError(str(err)) from None
-    tokenizer = CharTokenizer()
-    if checkpoint:
-        return GPT.from_weights(checkpoint, device), tokenizer
-    gpt_config = GPTConfig(vocab_size=64 * math.ceil(tokenizer.vocab_size / 64), block_size=m.block_size,
-                           n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, tie_embeddings=m.tie_embeddings)
-    return GPT(gpt_config).to(device), tokenizer
-
-
-def check_prompt_lengths(cfg: Config, task, tokenizer, context: int):
-    """Refuse, naming the file and line (or the held-out problem), a prompt that leaves the model too few positions
-    for task.max_new_tokens: every held-out problem, and every training problem of a data file."""
-    room = context - cfg.task.max_new_tokens
-    problems = [*task.heldout, *getattr(task, "train", [])]
-    for index, problem in enumerate(problems):
-        where = problem.origin or f"held-out {task.name} problem {index}"
-        if len(problem.prompt) > 64 * context:  # far too long in characters: no need to tokenize megabytes
-            length, unit = len(problem.prompt), "characters"
-        else:
-            length, unit = len(tokenizer.encode_prompt(problem.prompt)), "tokens"
-        if length > room:
-            raise ConfigError(f"{where}: the prompt is {length} {unit}, more than the {room} the model's {context} "
-                              f"positions leave beside task.max_new_tokens={cfg.task.max_new_tokens}")
-
-
-def load_for_eval(path: str):
-    """(cfg, policy, tokenizer, task) from a checkpoint directory, for eval.py."""
-    path = resolve_checkpoint(path)
-    config_file = os.path.join(path, "config.yaml")
-    if not os.path.isfile(config_file):
-        raise ConfigError(f"no checkpoint at {path} (config.yaml missing)")
-    with open(config_file) as f:
-        cfg = config_from_dict(yaml.safe_load(f), config_file)
-    policy, tokenizer = build_policy(cfg, pick_device(cfg.run.device), checkpoint=path)
-    return cfg, policy, tokenizer, build_task(cfg)
+        raise ConfigError(
+            "run.distributed: fsdp with LoRA is not supported: the adapters are small, every rank "
+            "holds the model (ddp, which auto picks)"
+        )
 
 
 def reward_options(cfg: Config) -> dict:
-    return {"backend": cfg.reward.backend, "workers": cfg.reward.workers, "timeout_s": cfg.reward.timeout_s} \
-        if cfg.task.name == "math" else {}
+    return (
+        {
+            "backend": cfg.reward.backend,
+            "workers": cfg.reward.workers,
+            "timeout_s": cfg.reward.timeout_s,
+        }
+        if cfg.task.name == "math"
+        else {}
+    )

@@ -1,29 +1,40 @@
-"""Evaluation: unbiased pass@k on held-out problems, plots, and a CLI over checkpoints.
+"""Evaluation: unbiased pass@k and cover@tau on held-out problems, plots, a CLI over checkpoints.
 
 pass@k is estimated from n samples per problem with c correct by the unbiased
 estimator of Chen et al. (2021), 1 - C(n-c, k) / C(n, k), computed as a product
-of n-c+1..n terms (no huge binomials, stable for n in the thousands).
+of n-c+1..n terms (no huge binomials, stable for n in the thousands) and returned
+as -expm1 of its log, so that tiny values keep their relative precision.
+cover@tau (Dragoi et al. 2025, arXiv 2510.08325) is the share of problems whose
+success rate c/n is at least tau, from the same n samples, for tau in COVER_TAUS:
+pass@k can rise because many problems gain a little or a few gain a lot; cover@tau
+tells which.
 
-    python eval.py --ckpt runs/maze/ckpt_200            # pass@k for k = 1, 2, 4, ... n
+    python eval.py --ckpt runs/maze                      # its latest checkpoint: pass@k, k = 1 .. n
+    python eval.py --ckpt runs/maze/ckpt_120 --out runs/eval/maze_step120
     python eval.py --ckpt runs/maze/latest --n 32 --problems 512
     python eval.py --ckpt runs/study/pass1_s0 runs/study/pass1_s1 runs/study/pass1_s2   # over seeds
     python eval.py --plot runs/maze                      # redraw curves.png and passk.png
-    python eval.py --plot runs/maze runs/maze_pass1      # both runs on one figure: runs/compare_maze_vs_maze_pass1.png
+    python eval.py --plot runs/maze runs/maze_pass1      # runs/compare_maze_vs_maze_pass1.png
     python eval.py --model Qwen/Qwen2.5-0.5B-Instruct --chat --data data/math_sample.jsonl --n 32
     python eval.py --ckpt runs/math_qwen05b --data math_test.jsonl --n 32 --top-p 0.95
 
-The CLI reports pass@k for every k up to n with a 95 % interval from a bootstrap over
-problems (the sampling noise of n samples per problem is inside it too, as each resampled
-problem keeps its own c), as a table (passk.md, passk.json) and a plot (passk_curve.png).
-With several checkpoints (one per seed) it reports their mean and a 95 % t-interval over
-seeds instead (`seed_interval`); `paired_interval` compares two recipes run with the same seeds,
-`welch_interval` two recipes' unpaired seeds.
+--ckpt takes a run directory, a ckpt_N directory or a run's `latest` file alike. The CLI
+reports pass@k for every k up to n and cover@tau, with a 95 % interval from a bootstrap
+over problems (the sampling noise of n samples per problem is inside it too, as each
+resampled problem keeps its own c), as a table (passk.md, passk.json) and a plot
+(passk_curve.png) in --out (default runs/eval/<run or model name>). With several
+checkpoints (the seeds of one recipe: checkpoints whose settings differ in more than the
+seed are refused, naming the keys) it reports their mean and a 95 % t-interval over seeds
+instead (`stats.seed_interval`); `stats.paired_interval` compares two recipes run with the same
+seeds, `stats.welch_interval` two recipes' unpaired seeds. The plots are in plots.py.
 """
+
 import argparse
 import json
 import math
 import os
 import sys
+from fractions import Fraction
 
 import torch
 import yaml
@@ -32,28 +43,71 @@ import config
 import distributed
 import reward
 import tasks
-from checkpoint import resolve_checkpoint
+from checkpoint import latest_checkpoint, list_checkpoints
+from build import load_for_eval, pick_device
 from hf_policy import load_hf
+from plots import plot_run, plot_runs
 from rollout import combine_seeds, generate
+from stats import seed_interval
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Probability that at least one of k samples drawn without replacement from n (c correct) is correct."""
+    """Probability that one of k samples drawn without replacement from n (c correct) is correct."""
     if not (0 <= c <= n) or not (1 <= k <= n):
         raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     if n - c < k:
         return 1.0
-    # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i)
-    return 1.0 - math.exp(sum(math.log1p(-k / i) for i in range(n - c + 1, n + 1)))
+    # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i); 1 - exp(x) as -expm1(x) keeps tiny ones
+    return -math.expm1(sum(math.log1p(-k / i) for i in range(n - c + 1, n + 1)))
+
+
+COVER_TAUS = (0.25, 0.5, 0.75, 1.0)
+
+
+def cover_at(correct: list[int], n: int, tau: float) -> float:
+    """Cover@tau (Dragoi et al. 2025, arXiv 2510.08325): the share of problems with c/n >= tau.
+
+    Compared exactly (c/n as a fraction): 0.75 of n = 12 is 9 right, never 8.999... .
+    """
+    if not 0 < tau <= 1:
+        raise ValueError(f"cover_at needs 0 < tau <= 1, got {tau}")
+    if not correct or any(not 0 <= c <= n for c in correct):
+        raise ValueError(f"cover_at needs a non-empty list of correct counts in 0..n={n}")
+    threshold = Fraction(str(tau))
+    return sum(Fraction(c, n) >= threshold for c in correct) / len(correct)
+
+
+def passk_and_cover(correct: list[int], n: int, ks, prefix="eval/") -> dict:
+    """{prefix}pass@k for k <= n and {prefix}cover@tau, tau in COVER_TAUS, from the same counts."""
+    metrics = {
+        f"{prefix}pass@{k}": sum(pass_at_k(n, c, k) for c in correct) / len(correct)
+        for k in ks
+        if k <= n
+    }
+    metrics.update({f"{prefix}cover@{tau:g}": cover_at(correct, n, tau) for tau in COVER_TAUS})
+    return metrics
 
 
 def powers_of_two(n: int) -> list[int]:
-    return [2 ** i for i in range(int(math.log2(n)) + 1)] + ([n] if n & (n - 1) else [])
+    return [2**i for i in range(int(math.log2(n)) + 1)] + ([n] if n & (n - 1) else [])
 
 
 @torch.no_grad()
-def sample_and_score(policy, tokenizer, problems, task_name, *, n, max_new_tokens, temperature, top_p=1.0,
-                     top_k=0, seed=0, prompts_per_batch=64, reward_options=None):
+def sample_and_score(
+    policy,
+    tokenizer,
+    problems,
+    task_name,
+    *,
+    n,
+    max_new_tokens,
+    temperature,
+    top_p=1.0,
+    top_k=0,
+    seed=0,
+    prompts_per_batch=64,
+    reward_options=None,
+):
     """n samples per problem -> correct counts [P] (ints), mean token entropy, mean response length.
 
     Under torchrun each rank samples a contiguous share of the problems and every rank gets all the
@@ -64,12 +118,21 @@ def sample_and_score(policy, tokenizer, problems, task_name, *, n, max_new_token
     world, rank = distributed.world_size(), distributed.rank()
     first, end = rank * len(problems) // world, (rank + 1) * len(problems) // world
     for start in range(first, end, prompts_per_batch):
-        chunk = problems[start:min(start + prompts_per_batch, end)]
-        rollout = generate(policy, [tokenizer.encode_prompt(p.prompt) for p in chunk], n=n,
-                           max_new_tokens=max_new_tokens, eos_ids=tokenizer.eos_ids, pad_id=tokenizer.pad_id,
-                           valid_vocab=tokenizer.vocab_size, temperature=temperature, top_p=top_p, top_k=top_k,
-                           seeds=[combine_seeds(seed, start + i) for i in range(len(chunk))],
-                           return_entropy=temperature > 0)
+        chunk = problems[start : min(start + prompts_per_batch, end)]
+        rollout = generate(
+            policy,
+            [tokenizer.encode_prompt(p.prompt) for p in chunk],
+            n=n,
+            max_new_tokens=max_new_tokens,
+            eos_ids=tokenizer.eos_ids,
+            pad_id=tokenizer.pad_id,
+            valid_vocab=tokenizer.vocab_size,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seeds=[combine_seeds(seed, start + i) for i in range(len(chunk))],
+            return_entropy=temperature > 0,
+        )
         texts = [tokenizer.decode(row) for row in rollout.tokens.tolist()]
         golds = [p.gold for p in chunk for _ in range(n)]
         scores = torch.tensor(reward.score_batch(task_name, texts, golds, **(reward_options or {})))
@@ -82,228 +145,152 @@ def sample_and_score(policy, tokenizer, problems, task_name, *, n, max_new_token
     return correct, entropy_sum / max(token_count, 1.0), token_count / (len(problems) * n)
 
 
-def evaluate(policy, tokenizer, problems, task_name, *, n, max_new_tokens, temperature=1.0, top_p=1.0,
-             ks=None, greedy=True, seed=0, reward_options=None, prefix="eval/") -> dict:
-    """Metrics on held-out problems: pass@k for each k in ks (<= n), greedy accuracy, entropy, length."""
-    correct, entropy, length = sample_and_score(policy, tokenizer, problems, task_name, n=n,
-                                                max_new_tokens=max_new_tokens, temperature=temperature,
-                                                top_p=top_p, seed=seed, reward_options=reward_options)
-    metrics = {f"{prefix}pass@{k}": sum(pass_at_k(n, c, k) for c in correct) / len(correct)
-               for k in (ks or powers_of_two(n)) if k <= n}
+def evaluate(
+    policy,
+    tokenizer,
+    problems,
+    task_name,
+    *,
+    n,
+    max_new_tokens,
+    temperature=1.0,
+    top_p=1.0,
+    ks=None,
+    greedy=True,
+    seed=0,
+    reward_options=None,
+    prefix="eval/",
+) -> dict:
+    """Metrics on held-out problems: pass@k for each k in ks (<= n), cover@tau (COVER_TAUS) from
+    the same n samples, greedy accuracy, entropy, length."""
+    correct, entropy, length = sample_and_score(
+        policy,
+        tokenizer,
+        problems,
+        task_name,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        reward_options=reward_options,
+    )
+    metrics = passk_and_cover(correct, n, ks or powers_of_two(n), prefix)
     metrics[f"{prefix}entropy"] = entropy
     metrics[f"{prefix}resp_len"] = length
     if greedy:
-        greedy_correct, _, _ = sample_and_score(policy, tokenizer, problems, task_name, n=1,
-                                                max_new_tokens=max_new_tokens, temperature=0.0,
-                                                reward_options=reward_options)
+        greedy_correct, _, _ = sample_and_score(
+            policy,
+            tokenizer,
+            problems,
+            task_name,
+            n=1,
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+            reward_options=reward_options,
+        )
         metrics[f"{prefix}greedy"] = sum(greedy_correct) / len(greedy_correct)
     return metrics
 
 
 def format_metrics(metrics: dict) -> str:
-    return ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+    return ", ".join(
+        f"{k.split('/')[-1]} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)
+    )
 
 
 def summary_table(before: dict, after: dict, ks) -> str:
-    columns = [f"pass@{k}" for k in ks] + ["greedy"]
+    """Before/after RL in %: pass@k for ks, greedy, then cover@tau where the metrics hold it."""
+    covers = [
+        f"cover@{tau:g}" for tau in COVER_TAUS if "eval/cover@" + f"{tau:g}" in (after or before)
+    ]
+    columns = [f"pass@{k}" for k in ks] + ["greedy"] + covers
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, metrics in (("before RL", before), ("after RL", after)):
         if not metrics:  # eval.before: false
             continue
-        lines.append(f"| {label} | " + " | ".join(f"{100 * metrics.get('eval/' + c, float('nan')):.1f}"
-                                                   for c in columns) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{100 * metrics.get('eval/' + c, float('nan')):.1f}" for c in columns)
+            + " |"
+        )
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- plots
-
-def read_metrics(run_dir) -> list[dict]:
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+# ------------------------------------------------ pass@k and cover@tau, bootstrap intervals
 
 
-def plot_run(run_dir):
-    """curves.png: training reward and held-out pass@k over steps; passk.png: pass@k vs k, first vs last eval."""
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
-
-    rows = read_metrics(run_dir)
-    train = [r for r in rows if "train/reward" in r]
-    evals = [r for r in rows if any(key.startswith("eval/pass@") for key in r)]
-    ks = sorted({int(key.split("@")[1]) for r in evals for key in r if key.startswith("eval/pass@")})
-
-    fig = Figure(figsize=(11, 4))
-    left, right = fig.subplots(1, 2)
-    if train:
-        left.plot([r["step"] for r in train], [r["train/reward"] for r in train], lw=1)
-    left.set(xlabel="RL step", ylabel="mean reward", title="training reward")
-    for k in ks:
-        right.plot([r["step"] for r in evals], [r.get(f"eval/pass@{k}") for r in evals], marker="o", label=f"pass@{k}")
-    right.set(xlabel="RL step", ylabel="held-out", title="held-out pass@k", ylim=(0, 1))
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, "curves.png"), dpi=110)
-
-    if evals:
-        fig = Figure(figsize=(5.5, 4))
-        ax = fig.subplots()
-        for row, label in ((evals[0], f"warm start (step {evals[0]['step']})"), (evals[-1], f"after RL (step {evals[-1]['step']})")):
-            ax.plot(ks, [row.get(f"eval/pass@{k}") for k in ks], marker="o", label=label)
-        ax.set_xscale("log", base=2)
-        ax.set(xlabel="k", ylabel="pass@k", title="held-out pass@k", ylim=(0, 1))
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(run_dir, "passk.png"), dpi=110)
-
-
-def run_label(run_dir) -> str:
-    """'<run name>: <advantage> k=<k>' from the run's config.yaml (each phase of a schedule, joined by ->)."""
-    with open(os.path.join(run_dir, "config.yaml")) as f:
-        rl = (yaml.safe_load(f) or {}).get("rl", {})
-    phases = rl.get("schedule") or [{"advantage": rl.get("advantage"), "k": rl.get("k")}]
-    recipe = " -> ".join(f"{p['advantage']} k={p['k']}" for p in phases)
-    return f"{os.path.basename(os.path.normpath(run_dir))}: {recipe}"
-
-
-def plot_runs(run_dirs, path):
-    """One figure for several runs: held-out pass@1 and pass@(largest k) over steps, pass@k against k at the end."""
-    import matplotlib
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
-
-    fig = Figure(figsize=(12, 4.5))
-    left, right = fig.subplots(1, 2)
-    for index, run_dir in enumerate(run_dirs):
-        color, label = matplotlib.colormaps["tab10"](index % 10), run_label(run_dir)
-        evals = [r for r in read_metrics(run_dir) if any(key.startswith("eval/pass@") for key in r)]
-        if not evals:
-            raise ValueError(f"{run_dir}: no held-out evaluation in metrics.jsonl yet")
-        ks = sorted({int(key.split("@")[1]) for r in evals for key in r if key.startswith("eval/pass@")})
-        steps = [r["step"] for r in evals]
-        left.plot(steps, [r.get("eval/pass@1") for r in evals], marker="o", color=color, label=f"{label}, pass@1")
-        left.plot(steps, [r.get(f"eval/pass@{ks[-1]}") for r in evals], marker="s", ls="--", color=color,
-                  label=f"{label}, pass@{ks[-1]}")
-        right.plot(ks, [evals[-1].get(f"eval/pass@{k}") for k in ks], marker="o", color=color,
-                   label=f"{label} (step {steps[-1]})")
-        if index == 0 and steps[0] == 0:
-            right.plot(ks, [evals[0].get(f"eval/pass@{k}") for k in ks], marker=".", ls=":", color="gray",
-                       label=f"{os.path.basename(os.path.normpath(run_dir))} before RL (step 0)")
-    left.set(xlabel="RL step", ylabel="held-out pass@k", title="held-out pass@k over training", ylim=(0, 1))
-    right.set_xscale("log", base=2)
-    right.set(xlabel="k", ylabel="held-out pass@k", title="pass@k against k, last evaluation", ylim=(0, 1))
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
-
-
-# ----------------------------------------------------------------------------- pass@k with intervals
-
-def pass_at_k_intervals(correct: list[int], n: int, ks=None, n_boot: int = 2000, seed: int = 0) -> list[dict]:
-    """Mean pass@k over problems for each k (default 1..n) and a 95 % bootstrap interval over problems."""
+def pass_at_k_intervals(
+    correct: list[int], n: int, ks=None, n_boot: int = 2000, seed: int = 0
+) -> list[dict]:
+    """Mean pass@k over problems for each k (default 1..n) with a 95 % bootstrap interval."""
     import numpy as np
 
     ks = list(ks or range(1, n + 1))
-    table = np.array([[pass_at_k(n, c, k) for k in ks] for c in range(n + 1)])  # [n+1, K]: c correct of n
+    table = np.array([[pass_at_k(n, c, k) for k in ks] for c in range(n + 1)])  # [n+1, K]
     per_problem = table[np.asarray(correct)]  # [P, K]
-    draws = np.random.default_rng(seed).integers(0, len(correct), size=(n_boot, len(correct)))  # [n_boot, P]
+    # [n_boot, P]: the problem indices of each resampled problem set
+    draws = np.random.default_rng(seed).integers(0, len(correct), size=(n_boot, len(correct)))
     rows = []
     for j, k in enumerate(ks):
         means = per_problem[:, j][draws].mean(1)  # [n_boot]: one resampled problem set each
         low, high = np.percentile(means, [2.5, 97.5])
-        rows.append({"k": k, "pass@k": float(per_problem[:, j].mean()), "low": float(low), "high": float(high)})
+        rows.append(
+            {
+                "k": k,
+                "pass@k": float(per_problem[:, j].mean()),
+                "low": float(low),
+                "high": float(high),
+            }
+        )
     return rows
 
 
-def t_quantile(p: float, df: float) -> float:
-    """Quantile of Student's t with df > 0 degrees of freedom (fractional too, as Welch's are).
-
-    Bisection on the CDF, whose upper half is the t density integrated by Simpson's rule on [0, t];
-    accurate to about 1e-6 for the quantiles intervals use (p in 0.9 .. 0.999, any df).
-    """
+def cover_intervals(correct: list[int], n: int, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """Cover@tau for tau in COVER_TAUS with a 95 % bootstrap interval over problems:
+    [{tau, cover, low, high}]."""
     import numpy as np
 
-    if not 0 < p < 1 or not df > 0:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def cdf(t):
-        x = np.linspace(0.0, t, 4001)
-        density = np.exp(log_norm - (df + 1) / 2 * np.log1p(x * x / df))
-        simpson = density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum()
-        return 0.5 + simpson * (x[1] - x[0]) / 3
-
-    low, high = 0.0, 1.0
-    while cdf(high) < p:
-        low, high = high, 2 * high
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if cdf(middle) < p else (low, middle)
-    return (low + high) / 2
+    # [n_boot, P]: the problem indices of each resampled problem set
+    draws = np.random.default_rng(seed).integers(0, len(correct), size=(n_boot, len(correct)))
+    rows = []
+    for tau in COVER_TAUS:
+        # [P]: 1.0 where the problem's c/n reaches tau
+        covered = np.array([Fraction(c, n) >= Fraction(str(tau)) for c in correct], dtype=float)
+        low, high = np.percentile(covered[draws].mean(1), [2.5, 97.5])
+        rows.append(
+            {"tau": tau, "cover": cover_at(correct, n, tau), "low": float(low), "high": float(high)}
+        )
+    return rows
 
 
-def seed_interval(values, level: float = 0.95) -> dict:
-    """Mean over runs (seeds) and its t-interval: mean ± t_{(1+level)/2, n-1} s / sqrt(n), s the sample std.
-
-    One value has no spread to measure: half, low and high are nan.
-    """
-    n = len(values)
-    if n == 0:
-        raise ValueError("seed_interval needs at least one value")
-    mean = sum(values) / n
-    if n == 1:
-        return {"mean": mean, "half": float("nan"), "low": float("nan"), "high": float("nan"), "n": 1}
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile((1 + level) / 2, n - 1) * std / math.sqrt(n)
-    return {"mean": mean, "half": half, "low": mean - half, "high": mean + half, "n": n}
-
-
-def paired_interval(a, b, level: float = 0.95) -> dict:
-    """Interval of the mean of the paired differences a[i] - b[i] (two arms' runs of the same seeds):
-    mean(d) ± t_{(1+level)/2, n-1} s_d / sqrt(n), s_d the sample std of the differences.
-
-    Pairing removes what the two runs of a seed share (the prompt stream, the sampling seeds). Fewer
-    than 2 pairs: low, high and half are nan.
-    """
-    if len(a) != len(b) or not a:
-        raise ValueError(f"paired_interval needs two equal, non-empty lists, got {len(a)} and {len(b)} values")
-    interval = seed_interval([x - y for x, y in zip(a, b)], level)
-    return {"diff": interval["mean"], "low": interval["low"], "high": interval["high"], "half": interval["half"],
-            "n": len(a)}
-
-
-def welch_interval(a, b, level: float = 0.95) -> dict:
-    """Interval of mean(a) - mean(b) for two sets of runs with unequal variances (Welch-Satterthwaite df).
-
-    Fewer than 2 values on a side: low and high are nan. No spread on either side: the interval is the
-    difference itself.
-    """
-    if not a or not b:
-        raise ValueError("welch_interval needs at least one value on each side")
-    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-    diff, nan = mean_a - mean_b, float("nan")
-    if len(a) < 2 or len(b) < 2:
-        return {"diff": diff, "low": nan, "high": nan, "df": nan}
-    var_a = sum((v - mean_a) ** 2 for v in a) / (len(a) - 1) / len(a)  # squared standard errors of the means
-    var_b = sum((v - mean_b) ** 2 for v in b) / (len(b) - 1) / len(b)
-    if var_a + var_b == 0:
-        return {"diff": diff, "low": diff, "high": diff, "df": float("inf")}
-    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
-    half = t_quantile((1 + level) / 2, df) * math.sqrt(var_a + var_b)
-    return {"diff": diff, "low": diff - half, "high": diff + half, "df": df}
-
-
-def write_passk_report(rows: list[dict], out_dir: str, title: str) -> str:
-    """passk.md (powers of two and n), passk.json (every k) and passk_curve.png in out_dir; returns the table."""
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
+def write_passk_report(
+    rows: list[dict], out_dir: str, title: str, interval: str = "95 % interval", cover_rows=()
+) -> str:
+    """passk.md (powers of two and n; cover@tau below when given), passk.json (every k) and
+    passk_curve.png in out_dir; returns the table. rows: [{k, pass@k, low, high}]; cover_rows:
+    [{tau, cover, low, high}]."""
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     os.makedirs(out_dir, exist_ok=True)
     shown = set(powers_of_two(rows[-1]["k"]))
-    lines = [f"{title}\n", "| k | pass@k | 95 % interval |", "|---|---|---|"]
-    lines += [f"| {r['k']} | {100 * r['pass@k']:.1f} | {100 * r['low']:.1f} to {100 * r['high']:.1f} |"
-              for r in rows if r["k"] in shown]
+    lines = [f"{title}\n", f"| k | pass@k | {interval} |", "|---|---|---|"]
+    lines += [
+        f"| {r['k']} | {100 * r['pass@k']:.1f} | {100 * r['low']:.1f} to {100 * r['high']:.1f} |"
+        for r in rows
+        if r["k"] in shown
+    ]
+    if cover_rows:
+        lines += [
+            "",
+            f"| tau | cover@tau (share of problems with c/n >= tau) | {interval} |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {r['tau']:g} | {100 * r['cover']:.1f} | "
+            f"{100 * r['low']:.1f} to {100 * r['high']:.1f} |"
+            for r in cover_rows
+        ]
     table = "\n".join(lines)
     with open(os.path.join(out_dir, "passk.md"), "w") as f:
         f.write(table + "\n")
@@ -313,7 +300,9 @@ def write_passk_report(rows: list[dict], out_dir: str, title: str) -> str:
     ax = fig.subplots()
     ks = [r["k"] for r in rows]
     ax.plot(ks, [r["pass@k"] for r in rows], marker="o", ms=3)
-    ax.fill_between(ks, [r["low"] for r in rows], [r["high"] for r in rows], alpha=0.25, label="95 % interval")
+    ax.fill_between(
+        ks, [r["low"] for r in rows], [r["high"] for r in rows], alpha=0.25, label=interval
+    )
     ax.set_xscale("log", base=2)
     ax.set(xlabel="k", ylabel="pass@k", title=title[:60], ylim=(0, 1))
     ax.legend()
@@ -322,131 +311,325 @@ def write_passk_report(rows: list[dict], out_dir: str, title: str) -> str:
     return table
 
 
+# ----------------------------------------------------------------------------- which checkpoints
+
+# config keys that say where and how a run ran, not what it trained: one recipe's seeds may differ
+NOT_RECIPE = (
+    "run.seed",
+    "run.name",
+    "run.out_dir",
+    "run.device",
+    "run.threads",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "run.resume",
+    "run.progress",
+    "run.distributed",
+)
+
+
+def checkpoint_dir(path: str) -> str:
+    """The checkpoint a --ckpt names: a ckpt_N directory, a run directory (its `latest`), or the
+    `latest` file itself."""
+    if not os.path.exists(path):
+        raise ValueError(f"--ckpt {path}: no such file or directory")
+    if os.path.isfile(path):
+        found = latest_checkpoint(os.path.dirname(os.path.abspath(path)))
+        if os.path.basename(path) != "latest" or found is None:
+            raise ValueError(
+                f"--ckpt {path} is a file but not a run's `latest` naming a checkpoint"
+            )
+        return found
+    if os.path.exists(os.path.join(path, "latest")) or list_checkpoints(path):
+        found = latest_checkpoint(path) or (list_checkpoints(path) or [None])[-1]
+        if found is None:
+            raise ValueError(
+                f"--ckpt {path}: the run's `latest` names no checkpoint and it holds no ckpt_N"
+            )
+        return found
+    if not os.path.isfile(os.path.join(path, "config.yaml")):
+        raise ValueError(
+            f"--ckpt {path} is neither a checkpoint (a ckpt_N with config.yaml) nor a run "
+            f"directory "
+            f"(with latest or ckpt_N)"
+        )
+    return path
+
+
+def recipe_differences(checkpoints: list[str]) -> list[str]:
+    """The config keys (section.key) whose values differ between the checkpoints, bookkeeping
+    (NOT_RECIPE) aside."""
+    flat = []
+    for path in checkpoints:
+        with open(os.path.join(path, "config.yaml")) as f:
+            sections = yaml.safe_load(f) or {}
+        flat.append(
+            {
+                f"{section}.{key}": json.dumps(value, sort_keys=True)
+                for section, fields in sections.items()
+                if isinstance(fields, dict)
+                for key, value in fields.items()
+            }
+        )
+    keys = sorted(set().union(*flat) - set(NOT_RECIPE))
+    return [key for key in keys if len({values.get(key) for values in flat}) > 1]
+
+
+def run_name_of(checkpoint: str) -> str:
+    """maze for runs/maze/ckpt_120: the run a checkpoint belongs to, named for the default --out."""
+    path = os.path.normpath(os.path.abspath(checkpoint))
+    name = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) if name.startswith("ckpt_") else name
+
+
 # ----------------------------------------------------------------------------- CLI
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", nargs="+", help="checkpoint directory (or a run directory: its latest checkpoint); "
-                        "several (one per seed): mean and 95 %% t-interval over them")
-    parser.add_argument("--model", help="a Hugging Face causal LM to evaluate: Hub name or local folder")
-    parser.add_argument("--data", help="math problems (.jsonl or .parquet) instead of the task's held-out set")
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--ckpt",
+        nargs="+",
+        help="a run directory (its latest checkpoint), a ckpt_N directory or a "
+        "run's latest file; several (seeds of one recipe): mean and 95 %% t-interval over them",
+    )
+    parser.add_argument(
+        "--model", help="a Hugging Face causal LM to evaluate: Hub name or local folder"
+    )
+    parser.add_argument(
+        "--data", help="math problems (.jsonl or .parquet) instead of the task's held-out set"
+    )
     parser.add_argument("--n", type=int, default=16, help="samples per problem")
-    parser.add_argument("--problems", type=int, default=0, help="held-out problems to use (0 = all)")
+    parser.add_argument(
+        "--problems", type=int, default=0, help="held-out problems to use (0 = all)"
+    )
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", metavar="RUN_DIR", nargs="+",
-                        help="one run: redraw its plots from metrics.jsonl; several: one figure comparing them "
-                             "(runs/compare_<A>_vs_<B>.png beside the first run, or --out)")
+    parser.add_argument(
+        "--plot",
+        metavar="RUN_DIR",
+        nargs="+",
+        help="one run: redraw its plots from metrics.jsonl; several: one figure comparing them "
+        "(runs/compare_<A>_vs_<B>.png beside the first run, or --out)",
+    )
     hf = parser.add_argument_group("with --model / --data")
-    hf.add_argument("--chat", action="store_true", help="--model: format prompts with the chat template")
+    hf.add_argument(
+        "--chat", action="store_true", help="--model: format prompts with the chat template"
+    )
     hf.add_argument("--system-prompt", default="", help="--model --chat: system message")
-    hf.add_argument("--template", help="prompt template: math, gsm8k or plain (default: the checkpoint's, or math)")
+    hf.add_argument(
+        "--template",
+        help="prompt template: math, gsm8k or plain (default: the checkpoint's, or math)",
+    )
     hf.add_argument("--prompt-field", help="--data: field of the problem text (default prompt)")
     hf.add_argument("--answer-field", help="--data: field of the gold answer (default answer)")
-    hf.add_argument("--max-new-tokens", type=int, help="longest response (default: the checkpoint's, or 1024)")
-    hf.add_argument("--batch", type=int, default=64, help="prompts per sampling batch (n responses each)")
+    hf.add_argument(
+        "--max-new-tokens", type=int, help="longest response (default: the checkpoint's, or 1024)"
+    )
+    hf.add_argument(
+        "--batch", type=int, default=64, help="prompts per sampling batch (n responses each)"
+    )
     hf.add_argument("--device", default="auto")
-    hf.add_argument("--decode", default="dynamic", help="--model: sampler cache, dynamic, static or compiled")
-    hf.add_argument("--out", help="where passk.md/.json/_curve.png go (default runs/eval/<model or checkpoint>); "
-                    "with --plot of several runs, the figure's path")
+    hf.add_argument(
+        "--decode", default="dynamic", help="--model: sampler cache, dynamic, static or compiled"
+    )
+    hf.add_argument(
+        "--out",
+        help="where passk.md/.json/_curve.png go (default runs/eval/<model or run name>); "
+        "with --plot of several runs, the figure's path",
+    )
+    return parser
+
+
+def main(argv=None):
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.plot:
-        if len(args.plot) == 1:
-            plot_run(args.plot[0])
-            print(f"wrote {args.plot[0]}/curves.png and passk.png")
-            return
-        names = [os.path.basename(os.path.normpath(run)) for run in args.plot]
-        path = args.out or os.path.join(os.path.dirname(os.path.normpath(args.plot[0])),
-                                        "compare_" + "_vs_".join(names) + ".png")
-        try:
-            plot_runs(args.plot, path)
-        except (OSError, ValueError) as err:
-            sys.exit(f"error: {err}")
-        print(f"wrote {path}")
-        return
+        return plot_cli(args)
     if bool(args.ckpt) == bool(args.model):
         parser.error("give one of --ckpt or --model (or --plot)")
     if args.model and not args.data:
         parser.error("--model needs --data (a math .jsonl or .parquet file)")
-    if args.model or args.data:
-        if args.ckpt and len(args.ckpt) > 1:
-            parser.error("--data evaluates one --ckpt at a time")
-        args.ckpt = args.ckpt[0] if args.ckpt else None
-        return evaluate_math_cli(args)
-    return evaluate_checkpoints_cli(args)
+    if args.n < 1:
+        parser.error(f"--n {args.n}: at least 1 sample per problem")
+    try:
+        if args.model or args.data:
+            if args.ckpt and len(args.ckpt) > 1:
+                parser.error("--data evaluates one --ckpt at a time")
+            args.ckpt = checkpoint_dir(args.ckpt[0]) if args.ckpt else None
+            return evaluate_math_cli(args)
+        checkpoints = [checkpoint_dir(path) for path in args.ckpt]
+        differing = recipe_differences(checkpoints) if len(checkpoints) > 1 else []
+        if differing:
+            raise ValueError(
+                f"--ckpt {' '.join(args.ckpt)} differ in more than the seed "
+                f"({', '.join(differing)}): give the seeds of one recipe"
+            )
+        return evaluate_checkpoints_cli(args, checkpoints)
+    except ValueError as err:  # ConfigError too: a missing path, model, file or field
+        sys.exit(f"error: {err}")
 
 
-def evaluate_checkpoints_cli(args):
-    """Checkpoints on their task's held-out problems: pass@k with a 95 % interval, greedy accuracy, entropy.
-
-    One checkpoint: a bootstrap over problems. Several (the seeds of one recipe): the mean over them and
-    a t-interval over seeds; each uses its own run's held-out set (it depends on the run seed).
-    """
-    runs = []
-    for ckpt in args.ckpt:
+def plot_cli(args):
+    if len(args.plot) == 1:
         try:
-            cfg, policy, tokenizer, task = config.load_for_eval(ckpt)
-        except config.ConfigError as err:
+            plot_run(args.plot[0])
+        except OSError as err:
             sys.exit(f"error: {err}")
-        problems = task.heldout[:args.problems or None]
-        options = dict(max_new_tokens=cfg.task.max_new_tokens, reward_options=config.reward_options(cfg))
-        correct, entropy, length = sample_and_score(policy, tokenizer, problems, task.name, n=args.n,
-                                                    temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                                                    **options)
-        greedy, _, _ = sample_and_score(policy, tokenizer, problems, task.name, n=1, temperature=0.0, **options)
-        runs.append({"correct": correct, "greedy": sum(greedy) / len(greedy), "entropy": entropy, "resp_len": length})
-    ks = powers_of_two(args.n)
-    print(f"{len(runs[0]['correct'])} held-out problems, n = {args.n} samples each, temperature {args.temperature}, "
-          f"top-p {args.top_p}, {len(runs)} checkpoint(s)")
+        print(f"wrote {args.plot[0]}/curves.png and passk.png")
+        return
+    names = [os.path.basename(os.path.normpath(run)) for run in args.plot]
+    path = args.out or os.path.join(
+        os.path.dirname(os.path.normpath(args.plot[0])), "compare_" + "_vs_".join(names) + ".png"
+    )
+    try:
+        plot_runs(args.plot, path)
+    except (OSError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    print(f"wrote {path}")
+
+
+def score_checkpoint(checkpoint: str, args) -> dict:
+    """One checkpoint on its task's held-out problems: correct counts of args.n samples each, greedy
+    accuracy, entropy, response length."""
+    cfg, policy, tokenizer, task = load_for_eval(checkpoint)
+    problems = task.heldout[: args.problems or None]
+    options = dict(
+        max_new_tokens=cfg.task.max_new_tokens, reward_options=config.reward_options(cfg)
+    )
+    correct, entropy, length = sample_and_score(
+        policy,
+        tokenizer,
+        problems,
+        task.name,
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        **options,
+    )
+    greedy, _, _ = sample_and_score(
+        policy, tokenizer, problems, task.name, n=1, temperature=0.0, **options
+    )
+    return {
+        "correct": correct,
+        "greedy": sum(greedy) / len(greedy),
+        "entropy": entropy,
+        "resp_len": length,
+        "task": task.name,
+    }
+
+
+def evaluate_checkpoints_cli(args, checkpoints: list[str]):
+    """Checkpoints on their task's held-out problems: pass@k (k = 1..n) and cover@tau with a 95 %
+    interval, greedy accuracy, entropy; printed, and written to --out as passk.md, passk.json and
+    passk_curve.png.
+
+    One checkpoint: a bootstrap over problems. Several (the seeds of one recipe, checked by
+    recipe_differences): the mean over them and a t-interval over seeds; each uses its own run's
+    held-out set (it depends on the run seed).
+    """
+    runs = [score_checkpoint(checkpoint, args) for checkpoint in checkpoints]
+    n, ks = args.n, list(range(1, args.n + 1))
     if len(runs) == 1:
-        print("| metric | value | 95 % interval (bootstrap over problems) |\n|---|---|---|")
-        rows = pass_at_k_intervals(runs[0]["correct"], args.n, ks, seed=args.seed)
-        for row in rows:
-            print(f"| pass@{row['k']} | {row['pass@k']:.4f} | {row['low']:.4f} to {row['high']:.4f} |")
+        interval = "95 % interval (bootstrap over problems)"
+        rows = pass_at_k_intervals(runs[0]["correct"], n, ks, seed=args.seed)
+        cover_rows = cover_intervals(runs[0]["correct"], n, seed=args.seed)
     else:
-        print("| metric | mean | 95 % t-interval over seeds | per seed |\n|---|---|---|---|")
-        rows = []
+        interval = "95 % t-interval over seeds"
+        rows, cover_rows = [], []
         for k in ks:
-            values = [sum(pass_at_k(args.n, c, k) for c in run["correct"]) / len(run["correct"]) for run in runs]
-            interval = seed_interval(values)
-            rows.append({"k": k, "pass@k": interval["mean"], "low": interval["low"], "high": interval["high"]})
-            print(f"| pass@{k} | {interval['mean']:.4f} | {interval['low']:.4f} to {interval['high']:.4f} | "
-                  + ", ".join(f"{v:.4f}" for v in values) + " |")
+            seeds = seed_interval(
+                [
+                    sum(pass_at_k(n, c, k) for c in run["correct"]) / len(run["correct"])
+                    for run in runs
+                ]
+            )
+            rows.append(
+                {"k": k, "pass@k": seeds["mean"], "low": seeds["low"], "high": seeds["high"]}
+            )
+        for tau in COVER_TAUS:
+            seeds = seed_interval([cover_at(run["correct"], n, tau) for run in runs])
+            cover_rows.append(
+                {"tau": tau, "cover": seeds["mean"], "low": seeds["low"], "high": seeds["high"]}
+            )
+    names = [run_name_of(checkpoint) for checkpoint in checkpoints]
+    name = names[0] if len(names) == 1 else f"{names[0]}_and_{len(names) - 1}_more"
+    out_dir = args.out or os.path.join("runs", "eval", name)
+    title = (
+        f"{', '.join(names)} on held-out {runs[0]['task']}: {len(runs[0]['correct'])} problems, "
+        f"n = {n}, "
+        f"temperature {args.temperature}, top-p {args.top_p}"
+    )
+    print(write_passk_report(rows, out_dir, title, interval, cover_rows))
     for key in ("greedy", "entropy", "resp_len"):
         values = [run[key] for run in runs]
-        print(f"| {key} | {sum(values) / len(values):.4f} | | |" if len(runs) > 1 else f"| {key} | {values[0]:.4f} | |")
+        print(
+            f"{key} {sum(values) / len(values):.4f}"
+            + (
+                " (mean over seeds: " + ", ".join(f"{v:.4f}" for v in values) + ")"
+                if len(runs) > 1
+                else ""
+            )
+        )
+    print(f"wrote {out_dir}/passk.md, passk.json, passk_curve.png")
     return rows
 
 
 def evaluate_math_cli(args):
-    """A Hugging Face model (or a checkpoint) on a math file: pass@k for k = 1..n with intervals, table and plot."""
-    try:
-        if args.ckpt:
-            cfg, policy, tokenizer, _ = config.load_for_eval(args.ckpt)
-            task_cfg, name, options = cfg.task, os.path.basename(resolve_checkpoint(args.ckpt)), \
-                config.reward_options(cfg)
-        else:
-            policy, tokenizer = load_hf(args.model, config.pick_device(args.device), chat=args.chat,
-                                        system_prompt=args.system_prompt, decode=args.decode)
-            task_cfg, options = config.TaskConfig(max_new_tokens=1024), {}
-            name = os.path.basename(args.model.rstrip("/"))
-        problems = tasks.load_math_problems(args.data, args.template or task_cfg.template,
-                                            args.prompt_field or task_cfg.prompt_field,
-                                            args.answer_field or task_cfg.answer_field)[:args.problems or None]
-    except ValueError as err:  # config.ConfigError too: a missing model, file or field, in one line
-        sys.exit(f"error: {err}")
+    """A Hugging Face model (or a checkpoint) on a math file: pass@k for k = 1..n with intervals,
+    cover@tau, a table and a plot."""
+    if args.ckpt:
+        cfg, policy, tokenizer, _ = load_for_eval(args.ckpt)
+        task_cfg, name, options = cfg.task, run_name_of(args.ckpt), config.reward_options(cfg)
+    else:
+        policy, tokenizer = load_hf(
+            args.model,
+            pick_device(args.device),
+            chat=args.chat,
+            system_prompt=args.system_prompt,
+            decode=args.decode,
+        )
+        task_cfg, options = config.TaskConfig(max_new_tokens=1024), {}
+        name = os.path.basename(args.model.rstrip("/"))
+    problems = tasks.load_math_problems(
+        args.data,
+        args.template or task_cfg.template,
+        args.prompt_field or task_cfg.prompt_field,
+        args.answer_field or task_cfg.answer_field,
+    )[: args.problems or None]
     correct, entropy, length = sample_and_score(
-        policy, tokenizer, problems, "math", n=args.n, max_new_tokens=args.max_new_tokens or task_cfg.max_new_tokens,
-        temperature=args.temperature, top_p=args.top_p, seed=args.seed, prompts_per_batch=args.batch,
-        reward_options=options)
+        policy,
+        tokenizer,
+        problems,
+        "math",
+        n=args.n,
+        max_new_tokens=args.max_new_tokens or task_cfg.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        prompts_per_batch=args.batch,
+        reward_options=options,
+    )
     rows = pass_at_k_intervals(correct, args.n, seed=args.seed)
     out_dir = args.out or os.path.join("runs", "eval", name)
-    title = (f"{name} on {os.path.basename(args.data)}: {len(problems)} problems, n = {args.n}, "
-             f"temperature {args.temperature}, top-p {args.top_p}")
-    print(write_passk_report(rows, out_dir, title))
-    print(f"mean entropy {entropy:.3f}, mean response length {length:.1f} tokens; wrote {out_dir}/passk.md, "
-          f"passk.json, passk_curve.png")
+    title = (
+        f"{name} on {os.path.basename(args.data)}: {len(problems)} problems, n = {args.n}, "
+        f"temperature {args.temperature}, top-p {args.top_p}"
+    )
+    print(
+        write_passk_report(
+            rows, out_dir, title, cover_rows=cover_intervals(correct, args.n, seed=args.seed)
+        )
+    )
+    print(
+        f"mean entropy {entropy:.3f}, mean response length {length:.1f} tokens; "
+        f"wrote {out_dir}/passk.md, "
+        f"passk.json, passk_curve.png"
+    )
     return rows
 
 

@@ -1,132 +1,62 @@
-"""A small recursive-descent parser from LaTeX math answers to sympy, for reward.verify.
+"""A small recursive-descent parser from LaTeX math answers to sympy, for math_answer.verify.
 
-What it does: turns one final answer (already extracted and normalised by reward.py, e.g.
+What it does: turns one final answer (already extracted and normalised by math_answer.py, e.g.
 "\\frac{1}{2}", "(1, 4.5]", "x = 1 \\pm \\sqrt{19}", "\\{1, 2\\}") into a value to compare:
 a sympy expression, or one of the small containers below (tuple, set, interval, relation...).
 Sympy objects are built only from our own parse tree; model text never reaches sympify,
 parse_expr, parse_latex or eval.
 
-Bounds (model text is untrusted): answers longer than MAX_CHARS or nested deeper than
-MAX_DEPTH are refused; integer literals, powers, factorials and binomials whose exact value
-would exceed MAX_BITS are refused *before* they are built (9^9^9^9 is never evaluated).
-Every refusal is a LatexError; the caller treats it as "cannot parse".
+Bounds (model text is untrusted): answers longer than MAX_CHARS (latex_tokens.py) or nested deeper
+than MAX_DEPTH are refused; integer literals, powers, factorials and binomials whose exact value
+would exceed MAX_BITS are refused *before* they are built (9^9^9^9 is never evaluated). Every
+refusal is a LatexError; the caller treats it as "cannot parse".
 
-Deliberately left out: sums, integrals, limits and derivatives as answers; units (reward.py
+Deliberately left out: sums, integrals, limits and derivatives as answers; units (math_answer.py
 drops them before parsing); a general LaTeX grammar. A letter followed by "(" is a product
 ("f(x)" is f*x), which is enough to tell f(x) from f(y).
 """
 
 import math
-import re
 from collections import namedtuple
 
 import sympy
 
-MAX_CHARS = 1_000        # longest answer we parse
-MAX_DEPTH = 40           # nesting of brackets, powers and unary signs
-MAX_BITS = 65_536        # largest exact number we build (about 19,700 digits; 2006! fits)
+from latex_tokens import (
+    FUNCTIONS,
+    GREEK,
+    RELATIONS,
+    WRAPPERS,
+    LatexError,
+    nesting_depth,
+    tokenize,
+)
+
+MAX_DEPTH = 40  # nesting of brackets, powers and unary signs
+MAX_BITS = 65_536  # largest exact number we build (about 19,700 digits; 2006! fits)
 MAX_LITERAL_DIGITS = 1_000  # longest number literal
-MAX_EXPONENT = 10_000    # largest integer power of a non-rational number (sqrt(2)^10^9 is 2^(5*10^8))
-
-
-class LatexError(ValueError):
-    """The text is not an answer this parser understands, or it is too large to build."""
+MAX_EXPONENT = 10_000  # largest integer power of a non-rational number (sqrt(2)^10^9 is 2^(5*10^8))
 
 
 # Values besides plain sympy expressions. Items of containers are values themselves.
 Decimal = namedtuple("Decimal", "value places significant")  # a bare decimal literal such as 2.6667
-Tuple = namedtuple("Tuple", "items brackets")                  # (1, 2), \langle 1, 2 \rangle, [1, 2, 3]
-SetOf = namedtuple("SetOf", "items")                           # \{1, 2\}: order-free
-AnswerList = namedtuple("AnswerList", "items")                 # "1, 2" or "1 and 2": order-free
-Alternatives = namedtuple("Alternatives", "items")             # 1 \pm \sqrt{2}: both values
+Tuple = namedtuple("Tuple", "items brackets")  # (1, 2), \langle 1, 2 \rangle, [1, 2, 3]
+SetOf = namedtuple("SetOf", "items")  # \{1, 2\}: order-free
+AnswerList = namedtuple("AnswerList", "items")  # "1, 2" or "1 and 2": order-free
+Alternatives = namedtuple("Alternatives", "items")  # 1 \pm \sqrt{2}: both values
 Interval = namedtuple("Interval", "lo hi lo_closed hi_closed")
 Union = namedtuple("Union", "parts")
-Relation = namedtuple("Relation", "ops parts")                 # a = b = c, 1 < x <= 2, x \in S
-
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<number>\d+(?:\.\d+)?|\.\d+)
-  | (?P<begin>\\begin\s*\{\s*[a-zA-Z*]+\s*\})
-  | (?P<end>\\end\s*\{\s*[a-zA-Z*]+\s*\})
-  | (?P<command>\\[a-zA-Z]+)
-  | (?P<rowsep>\\\\)
-  | (?P<escaped>\\[^a-zA-Z])
-  | (?P<op><=|>=|!=|\S)
-""", re.VERBOSE)
-
-_UNICODE = {"×": "*", "·": "*", "÷": "/", "−": "-", "≤": "<=", "≥": ">=", "≠": "!=",
-            "π": "\\pi", "∞": "\\infty", "√": "\\sqrt", "≈": "\\approx", "∪": "\\cup", "∈": "\\in"}
-
-# Command spellings that mean the same token.
-_ALIASES = {
-    "\\le": "<=", "\\leq": "<=", "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=",
-    "\\ne": "!=", "\\neq": "!=", "\\lt": "<", "\\gt": ">", "\\cdot": "*", "\\times": "*", "\\ast": "*",
-    "\\div": "/", "\\{": "\\{", "\\}": "\\}", "\\lbrace": "\\{", "\\rbrace": "\\}", "\\|": "|",
-    "\\lvert": "|", "\\rvert": "|", "\\vert": "|", "\\mid": "|", "\\colon": ":",
-    "\\dfrac": "\\frac", "\\tfrac": "\\frac", "\\cfrac": "\\frac", "\\dbinom": "\\binom",
-    "\\tbinom": "\\binom", "\\varnothing": "\\emptyset", "\\varpi": "\\pi", "\\to": "\\rightarrow",
-    "\\Rightarrow": "\\rightarrow", "\\implies": "\\rightarrow", "\\approxeq": "\\approx",
-    "\\simeq": "\\approx", "\\sim": "\\approx", "\\mp": "\\mp", "\\pm": "\\pm", "\\ln": "\\log",
-}
-_IGNORED = {"\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "\\displaystyle", "\\left",
-            "\\right", "\\big", "\\Big", "\\bigg", "\\Bigg", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr",
-            "\\limits", "\\nolimits", "\\textstyle", "\\middle", "~", "\\hline"}
-_FUNCTIONS = {
-    "\\sin": sympy.sin, "\\cos": sympy.cos, "\\tan": sympy.tan, "\\sec": sympy.sec,
-    "\\csc": sympy.csc, "\\cot": sympy.cot, "\\arcsin": sympy.asin, "\\arccos": sympy.acos,
-    "\\arctan": sympy.atan, "\\sinh": sympy.sinh, "\\cosh": sympy.cosh, "\\tanh": sympy.tanh,
-    "\\exp": sympy.exp, "\\log": sympy.log, "\\Gamma": sympy.gamma,
-}
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-          "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau",
-          "upsilon", "phi", "varphi", "chi", "psi", "omega", "Delta", "Theta", "Lambda", "Xi",
-          "Sigma", "Phi", "Psi", "Omega"}
-_WRAPPERS = {"\\text", "\\textbf", "\\textit", "\\textrm", "\\textnormal", "\\mathrm", "\\mathbf",
-             "\\mathit", "\\mathsf", "\\mathcal", "\\mathbb", "\\boldsymbol", "\\bm", "\\mbox",
-             "\\operatorname", "\\overline", "\\vec", "\\hat", "\\bar", "\\widehat", "\\overrightarrow",
-             "\\boxed", "\\fbox"}
-_RELATIONS = {"=", "<", ">", "<=", ">=", "!=", "\\approx", "\\in", "\\equiv"}
-
-
-def tokenize(text):
-    """[(kind, text)] tokens of a LaTeX answer; LatexError on anything unexpected."""
-    if len(text) > MAX_CHARS:
-        raise LatexError(f"answer longer than {MAX_CHARS} characters")
-    for symbol, replacement in _UNICODE.items():
-        text = text.replace(symbol, f" {replacement} ")
-    tokens = []
-    for match in _TOKEN.finditer(text):
-        kind = match.lastgroup
-        value = match.group(kind)
-        if kind == "space":
-            continue
-        if kind in ("begin", "end"):
-            value = re.sub(r"\s+", "", value)
-        if kind in ("command", "escaped"):
-            value = _ALIASES.get(value, value)
-        if value in _IGNORED:
-            continue
-        tokens.append((kind, value))
-    return tokens
-
-
-def nesting_depth(text):
-    """Deepest nesting of (), [], {} in `text` (linear scan, used to refuse pathological input)."""
-    depth = deepest = 0
-    for char in text:
-        if char in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in ")]}":
-            depth = max(0, depth - 1)
-    return deepest
+Relation = namedtuple("Relation", "ops parts")  # a = b = c, 1 < x <= 2, x \in S
 
 
 # ----------------------------------------------------------------------------------------------
 # Guarded arithmetic: refuse exact numbers beyond MAX_BITS before building them.
 
+
 def _checked(value):
-    if isinstance(value, sympy.Rational) and max(value.p.bit_length(), value.q.bit_length()) > MAX_BITS:
+    if (
+        isinstance(value, sympy.Rational)
+        and max(value.p.bit_length(), value.q.bit_length()) > MAX_BITS
+    ):
         raise LatexError(f"number larger than {MAX_BITS} bits")
     return value
 
@@ -178,11 +108,15 @@ def _binomial(top, bottom):
     top, bottom = _scalar(top), _scalar(bottom)
     if isinstance(top, sympy.Integer) and isinstance(bottom, sympy.Integer):
         n, k = int(top), int(bottom)
-        if n > 2 ** 60:
+        if n > 2**60:
             raise LatexError("binomial too large to build")
         if 0 <= k <= n:
             k = min(k, n - k)
-            if k > 0 and (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2) > MAX_BITS:
+            if (
+                k > 0
+                and (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
+                > MAX_BITS
+            ):
                 raise LatexError("binomial too large to build")
     return _checked(sympy.binomial(top, bottom))
 
@@ -222,6 +156,7 @@ def _multiply(left, right):
 #   power    := postfix ('^' exponent)*              (right-associative)
 #   postfix  := atom ('!' | "'" | '_' subscript)*
 #   atom     := number | letter | command | group | bracketed list | |x| | matrix
+
 
 class _Parser:
     def __init__(self, tokens, pm_sign=1):
@@ -265,7 +200,11 @@ class _Parser:
         items = self.items(closers=())
         if self.position != len(self.tokens):
             raise LatexError(f"unexpected {self.peek()!r}")
-        return items[0] if len(items) == 1 and not isinstance(items[0], Alternatives) else AnswerList(_flatten(items))
+        return (
+            items[0]
+            if len(items) == 1 and not isinstance(items[0], Alternatives)
+            else AnswerList(_flatten(items))
+        )
 
     def items(self, closers):
         items = []
@@ -297,7 +236,7 @@ class _Parser:
 
     def chain(self):
         parts, ops = [self.relation_part()], []
-        while self.peek() in _RELATIONS:
+        while self.peek() in RELATIONS:
             ops.append(self.take())
             parts.append(self.relation_part())
         return Relation(ops, parts) if ops else parts[0]
@@ -305,7 +244,7 @@ class _Parser:
     def relation_part(self):
         start = self.position
         value = self.union()
-        return _as_decimal(self.tokens[start:self.position], value)
+        return _as_decimal(self.tokens[start : self.position], value)
 
     def union(self):
         parts = [self.sum()]
@@ -358,11 +297,30 @@ class _Parser:
         if kind in ("number", "begin"):
             return True
         if kind == "op":
-            return token.isalpha() or token in ("(", "[", "{") or (token == "|" and self.abs_depth == 0)
+            return (
+                token.isalpha()
+                or token in ("(", "[", "{")
+                or (token == "|" and self.abs_depth == 0)
+            )
         if kind == "escaped":
             return token == "\\{"
-        return kind == "command" and (token in _FUNCTIONS or token in _WRAPPERS or token[1:] in _GREEK or token in (
-            "\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\lfloor", "\\lceil", "\\langle", "\\emptyset"))
+        return kind == "command" and (
+            token in FUNCTIONS
+            or token in WRAPPERS
+            or token[1:] in GREEK
+            or token
+            in (
+                "\\frac",
+                "\\sqrt",
+                "\\binom",
+                "\\pi",
+                "\\infty",
+                "\\lfloor",
+                "\\lceil",
+                "\\langle",
+                "\\emptyset",
+            )
+        )
 
     def signed(self):
         if self.peek() in ("-", "+"):
@@ -380,7 +338,7 @@ class _Parser:
         self.take()
         self.enter()
         exponent = self.exponent()
-        if self.peek() == "^":          # a^b^c = a^(b^c)
+        if self.peek() == "^":  # a^b^c = a^(b^c)
             self.take()
             exponent = _power(exponent, self.exponent())
         self.leave()
@@ -417,10 +375,10 @@ class _Parser:
             while depth:
                 token = self.take()
                 depth += {"{": 1, "}": -1}.get(token, 0)
-            text = "".join(t for _, t in self.tokens[start + 1:self.position - 1])
+            text = "".join(t for _, t in self.tokens[start + 1 : self.position - 1])
         else:
             text = self.take()
-        if isinstance(base, sympy.Integer) and text.isdigit():   # 204_5: a number in base 5
+        if isinstance(base, sympy.Integer) and text.isdigit():  # 204_5: a number in base 5
             digits, radix = str(base), int(text)
             if 2 <= radix <= 36:
                 try:
@@ -481,7 +439,13 @@ class _Parser:
 
     def bracketed(self):
         opener = self.take()
-        closers = {"(": (")", "]"), "[": (")", "]"), "\\{": ("\\}",), "{": ("}",), "\\langle": ("\\rangle",)}[opener]
+        closers = {
+            "(": (")", "]"),
+            "[": (")", "]"),
+            "\\{": ("\\}",),
+            "{": ("}",),
+            "\\langle": ("\\rangle",),
+        }[opener]
         self.enter()
         saved_abs, self.abs_depth = self.abs_depth, 0
         items = self.items(closers=closers)
@@ -506,10 +470,18 @@ class _Parser:
 
     def matrix(self):
         environment = self.take()
-        name = environment[len("\\begin{"):-1]
-        if name not in ("pmatrix", "bmatrix", "matrix", "array", "smallmatrix", "Bmatrix", "vmatrix"):
+        name = environment[len("\\begin{") : -1]
+        if name not in (
+            "pmatrix",
+            "bmatrix",
+            "matrix",
+            "array",
+            "smallmatrix",
+            "Bmatrix",
+            "vmatrix",
+        ):
             raise LatexError(f"unsupported environment {name}")
-        if name == "array" and self.peek() == "{":     # the column spec
+        if name == "array" and self.peek() == "{":  # the column spec
             while self.take() != "}":
                 pass
         rows, row = [], []
@@ -534,7 +506,7 @@ class _Parser:
         if len(rows) * len(rows[0]) > 400:
             raise LatexError("matrix too large")
         matrix = sympy.ImmutableMatrix(rows)
-        if name == "vmatrix":               # a determinant: expands to n! terms, so small ones only
+        if name == "vmatrix":  # a determinant: expands to n! terms, so small ones only
             if matrix.shape[0] != matrix.shape[1] or matrix.shape[0] > 3:
                 raise LatexError("determinants are limited to 3x3")
             return matrix.det()
@@ -567,11 +539,11 @@ class _Parser:
             self.expect("\\rfloor" if token == "\\lfloor" else "\\rceil")
             self.leave()
             return (sympy.floor if token == "\\lfloor" else sympy.ceiling)(_scalar(inner))
-        if token in _FUNCTIONS:
+        if token in FUNCTIONS:
             return self.function(token)
-        if token[1:] in _GREEK:
+        if token[1:] in GREEK:
             return sympy.Symbol(token[1:])
-        if token in _WRAPPERS:
+        if token in WRAPPERS:
             return self.wrapper()
         raise LatexError(f"unsupported command {token}")
 
@@ -581,30 +553,38 @@ class _Parser:
         if token == "\\log" and self.peek() == "_":
             self.take()
             base = self.argument()
-        if self.peek() == "^":                  # \sin^2 x
+        if self.peek() == "^":  # \sin^2 x
             self.take()
             exponent = self.exponent()
         self.enter()
         argument = _scalar(self.power())
         self.leave()
-        value = _FUNCTIONS[token](argument)
+        value = FUNCTIONS[token](argument)
         if base is not None:
             value = _divide(value, sympy.log(_scalar(base)))
         if exponent is not None:
             if exponent == -1 and token in ("\\sin", "\\cos", "\\tan"):
-                value = {"\\sin": sympy.asin, "\\cos": sympy.acos, "\\tan": sympy.atan}[token](argument)
+                value = {"\\sin": sympy.asin, "\\cos": sympy.acos, "\\tan": sympy.atan}[token](
+                    argument
+                )
             else:
                 value = _power(value, exponent)
         return value
 
     def wrapper(self):
-        """\\text{...}, \\mathrm{...}, \\mathbf{...}: a word becomes one name, anything else is parsed."""
+        """\\text{...}, \\mathrm{...}, \\mathbf{...}: a word becomes one name, anything else is
+        parsed."""
         if self.peek() != "{":
             return self.atom(single_character=True)
         start = self.position
         self.take()
         words = []
-        while self.peek() is not None and self.peek() != "}" and self.peek_kind() == "op" and self.peek().isalpha():
+        while (
+            self.peek() is not None
+            and self.peek() != "}"
+            and self.peek_kind() == "op"
+            and self.peek().isalpha()
+        ):
             words.append(self.take())
         if self.peek() == "}" and len(words) > 1:
             self.take()
@@ -650,5 +630,6 @@ def parse(text):
         return _Parser(tokens).answer()
     except RecursionError:
         raise LatexError("answer nested too deeply") from None
-    except (TypeError, ArithmeticError, AttributeError, MemoryError) as error:  # sympy refusing an operation
+    except (TypeError, ArithmeticError, AttributeError, MemoryError) as error:
+        # sympy refusing an operation
         raise LatexError(f"cannot build: {error}") from None

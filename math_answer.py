@@ -33,6 +33,7 @@ Deliberately left out: partial credit and format rewards (the paper uses 0/1 rew
 unit conversion; sums, integrals and limits as answers; solving (1 <= |z| <= 2 is not turned into
 two intervals).
 """
+
 import re
 
 import sympy
@@ -40,12 +41,13 @@ import sympy
 import latex
 import numeric
 
-MAX_RESPONSE_CHARS = 500_000     # a longer response or gold is never equal: no generation is that long
-MAX_ANSWER_CHARS = 1_000         # an extracted answer longer than this is compared as text only
-MAX_ITEMS = 64                   # elements of a set/list/tuple we are willing to match
-RELATIVE_TOLERANCE = 1e-12   # between two computed (non-literal) values
-MAX_SYMBOLS = 12                 # distinct variables in one comparison
-MIN_DECIMAL_DIGITS = 3           # a written decimal needs this many significant digits to stand for a rounding
+MAX_RESPONSE_CHARS = 500_000  # a longer response or gold is never equal: no generation is that long
+MAX_ANSWER_CHARS = 1_000  # an extracted answer longer than this is compared as text only
+MAX_ITEMS = 64  # elements of a set/list/tuple we are willing to match
+RELATIVE_TOLERANCE = 1e-12  # between two computed (non-literal) values
+MAX_SYMBOLS = 12  # distinct variables in one comparison
+# a written decimal needs this many significant digits to stand for a rounding
+MIN_DECIMAL_DIGITS = 3
 
 # 1. Extraction ---------------------------------------------------------------------------------
 
@@ -54,24 +56,26 @@ _BOX_BARE = re.compile(r"\\boxed[ \t]+([^\s${}]+)")
 _MATH_DELIMITERS = re.compile(r"\\\$|\$\$|\$|\\\(|\\\)|\\\[|\\\]")
 _FINAL_ANCHOR = re.compile(r"(?i)\bfinal answer\b\s*(?:is\b\s*:?|:)")
 _ANCHOR = re.compile(r"(?i)\banswer\b\s*(?:is\b\s*:?|:)")
-_PROSE = re.compile(r"(?<![\\a-zA-Z])[A-Za-z]{3,}")       # a word of 3+ letters that is not a command
+_PROSE = re.compile(r"(?<![\\a-zA-Z])[A-Za-z]{3,}")  # a word of 3+ letters that is not a command
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
 _NUMBER_IN_TEXT = re.compile(
-    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?(?:/\d+)?|\.\d+)(?!\d)")
+    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?(?:/\d+)?|\.\d+)(?!\d)"
+)
 _BARE_NUMBER = re.compile(r"-?(?:\d{1,3}(?:[, ]\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|\.\d+)")
 _BOX_CONNECTOR = re.compile(r"(?i)(?:,|;|\band\b|\bor\b)")
 
 
 def _boxed_spans(text):
-    """(start, end, content) of every complete \\boxed{...} / \\fbox{...} and \\boxed 5, in order. Linear."""
-    spans, stack = [], []            # stack: (is_box, start, content_start) per open brace
+    """(start, end, content) of every complete \\boxed{...} / \\fbox{...} and \\boxed 5, in order.
+    Linear."""
+    spans, stack = [], []  # stack: (is_box, start, content_start) per open brace
     for match in _BOX_TOKENS.finditer(text):
         token = match.group()
         if token == "}":
             if stack:
                 is_box, start, content_start = stack.pop()
                 if is_box:
-                    spans.append((start, match.end(), text[content_start:match.start()]))
+                    spans.append((start, match.end(), text[content_start : match.start()]))
         elif token.endswith("{") and token.startswith(("\\boxed", "\\fbox")):
             stack.append((True, match.start(), match.end()))
         elif token == "{":
@@ -95,7 +99,7 @@ def _last_boxed(text):
         return None
     chosen = [spans[-1]]
     for previous in reversed(spans[:-1]):
-        between = text[previous[1]:chosen[0][0]]
+        between = text[previous[1] : chosen[0][0]]
         if len(between) > 40:
             break
         bare = re.sub(r"\\(?:quad|qquad|text|textbf|mathrm)\b|\\[,;:! ]|[\s${}()\\]", " ", between)
@@ -106,7 +110,8 @@ def _last_boxed(text):
 
 
 def _math_spans(text):
-    """(start, end, content) of $...$, $$...$$, \\(...\\), \\[...\\] in order (inline ones on one line)."""
+    """(start, end, content) of $...$, $$...$$, \\(...\\), \\[...\\] in order (inline ones on one
+    line)."""
     closers = {"$": "$", "$$": "$$", "\\(": "\\)", "\\[": "\\]"}
     spans, opener, opened_at, content_start = [], None, 0, 0
     for match in _MATH_DELIMITERS.finditer(text):
@@ -117,7 +122,7 @@ def _math_spans(text):
             if token in closers:
                 opener, opened_at, content_start = token, match.start(), match.end()
         elif token == closers[opener]:
-            content = text[content_start:match.start()]
+            content = text[content_start : match.start()]
             if opener in ("$", "\\(") and "\n" in content:
                 opener = token if token == "$" else None
                 opened_at, content_start = match.start(), match.end()
@@ -135,7 +140,7 @@ def _last_math(text):
         return None
     chosen = [spans[-1]]
     for previous in reversed(spans[:-1]):
-        between = text[previous[1]:chosen[0][0]]
+        between = text[previous[1] : chosen[0][0]]
         if len(between) > 20 or not re.fullmatch(r"(?i)\s*(?:,|;|,?\s*and|,?\s*or)?\s*", between):
             break
         chosen.insert(0, previous)
@@ -143,21 +148,22 @@ def _last_math(text):
 
 
 def _anchored(text, pattern):
-    """What follows the last match of `pattern` ("answer is", "answer:") to the end of its sentence."""
+    """What follows the last match of `pattern` ("answer is", "answer:") to the end of its
+    sentence."""
     matches = list(pattern.finditer(text))
     if not matches:
         return None
-    segment = text[matches[-1].end():matches[-1].end() + 500]
+    segment = text[matches[-1].end() : matches[-1].end() + 500]
     segment = re.split(r"\n|I hope", segment, maxsplit=1)[0]
     segment = re.split(r"\.(?:\s|$)", segment, maxsplit=1)[0].strip()
-    if re.search(r"\bis\b", segment):        # "Final Answer: The largest $n$ is 34"
+    if re.search(r"\bis\b", segment):  # "Final Answer: The largest $n$ is 34"
         segment = re.split(r"\bis\b", segment)[-1]
     math = _last_math(segment)
     if math is not None:
         return math[0]
-    if _is_prose(segment):                   # "Jane started growing Sphere 3 hours ago": its last number
+    if _is_prose(segment):  # "Jane started growing Sphere 3 hours ago": its last number
         return _last_number(segment)
-    return segment.strip(" :*\"")
+    return segment.strip(' :*"')
 
 
 def _last_number(text):
@@ -193,7 +199,7 @@ def extract_answers(text, is_gold=False):
         candidates.append((anchored, False))
     math = _last_math(text)
     if math is not None:
-        after = text[math[1]:]
+        after = text[math[1] :]
         if "\\" not in after and "$" not in after and _last_number(after):
             candidates.append((_last_number(after), True))
         candidates.append((math[0], False))
@@ -211,7 +217,9 @@ def extract_answers(text, is_gold=False):
 
 _TEXT_COMMANDS = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mbox|operatorname)"
 _TEXT_GROUP = re.compile(_TEXT_COMMANDS + r"\s*\{([^{}]*)\}(\s*\^\s*\{?\s*[23]\s*\}?)?")
-_UNIT_AFTER_NUMBER = re.compile(r"(?<=[\d}])\s*[A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?)*\s*(?:\^\{?[23]\}?)?$")
+_UNIT_AFTER_NUMBER = re.compile(
+    r"(?<=[\d}])\s*[A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?)*\s*(?:\^\{?[23]\}?)?$"
+)
 _PERCENT = re.compile(r"\\?%|\s*\b(?:percentage|percent|pct)\b\.?")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree\b|\\circ\b")
 
@@ -220,7 +228,7 @@ def _unwrap_text(match):
     content, power = match.group(1).strip(), match.group(2) or ""
     if content.lower() in ("and", "or", ",", "and/or"):
         return ", "
-    if re.fullmatch(r"[A-Za-z][A-Za-z\s.'-]+", content):     # words: a unit (cm^2) or a label, dropped
+    if re.fullmatch(r"[A-Za-z][A-Za-z\s.'-]+", content):  # words: a unit (cm^2) or a label, dropped
         return " "
     return ("{" + content + "}" if content else " ") + power
 
@@ -239,24 +247,29 @@ def normalize_answer(answer):
     if boxed is not None:
         answer = boxed
     answer = answer.replace("\\$", " ").replace("$", " ").replace("€", " ").replace("£", " ")
-    answer = re.sub(r"(\d)\s*\{\s*,\s*\}\s*(?=\d{3})", r"\1", answer)   # 14{,}916
-    answer = re.sub(r"(\d),\\!\s*(?=\d{3})", r"\1", answer)        # 11,\! 111
-    answer = re.sub(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,])", lambda m: m.group(1).replace(",", "")
-                    if not re.search(r"[\[\](){}]", answer) else m.group(1), answer)
+    answer = re.sub(r"(\d)\s*\{\s*,\s*\}\s*(?=\d{3})", r"\1", answer)  # 14{,}916
+    answer = re.sub(r"(\d),\\!\s*(?=\d{3})", r"\1", answer)  # 11,\! 111
+    answer = re.sub(
+        r"(?<![\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,])",
+        lambda m: (
+            m.group(1).replace(",", "") if not re.search(r"[\[\](){}]", answer) else m.group(1)
+        ),
+        answer,
+    )
     answer = _DEGREES.sub(" ", answer)
     answer = _PERCENT.sub(" ", answer)
-    if not _TEXT_GROUP.fullmatch(answer.strip()):                  # \text{Evelyn} alone is the answer
+    if not _TEXT_GROUP.fullmatch(answer.strip()):  # \text{Evelyn} alone is the answer
         answer = _TEXT_GROUP.sub(_unwrap_text, answer)
     answer = re.sub(r"\\q?quad", " ", answer)
     answer = re.sub(r"(?i)(?<=[\s)\]}\d])(?:and|or)(?=[\s(\[{\\\d-])", ",", answer)
     answer = re.sub(r"(?:\s*,\s*){2,}", ", ", answer)
     answer = _UNIT_AFTER_NUMBER.sub("", answer.strip()).strip().strip(",;:").strip()
-    return re.sub(r"(?<!\.)\.$", "", answer).strip()     # a full stop, not the "..." of a sequence
+    return re.sub(r"(?<!\.)\.$", "", answer).strip()  # a full stop, not the "..." of a sequence
 
 
 def _prepare(text):
     if "matrix" not in text and "array" not in text:
-        text = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", text)    # \\frac -> \frac (an escaping artefact)
+        text = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", text)  # \\frac -> \frac (an escaping artefact)
     return text
 
 
@@ -273,15 +286,19 @@ def _parse_answer(answer):
 
 
 def _bare_number(answer):
-    """A plain-text number with thousands separators or a decimal comma: '7,425,000', '1 000', '1,22'."""
+    """A plain-text number with thousands separators or a decimal comma: '7,425,000', '1 000',
+    '1,22'."""
     if not _BARE_NUMBER.fullmatch(answer):
         return None
-    if re.fullmatch(r"-?\d{1,3}(?:([, ])\d{3})+(?:\.\d+)?", answer) and not re.fullmatch(r"-?0,\d+", answer):
+    if re.fullmatch(r"-?\d{1,3}(?:([, ])\d{3})+(?:\.\d+)?", answer) and not re.fullmatch(
+        r"-?0,\d+", answer
+    ):
         return answer.replace(",", "").replace(" ", "")
     return answer.replace(",", ".")
 
 
-# 3. Reduction: "x = 3" is the answer 3; "-2 <= x <= 7" is [-2, 7]; "x \in S" is S. -----------------
+# 3. Reduction: "x = 3" is the answer 3; "-2 <= x <= 7" is [-2, 7]; "x \in S" is S. ----------------
+
 
 def _name_like(value):
     """x, x_1, f(x), |AB|, NO/BO, (p, q): a name for the answer rather than a condition on it."""
@@ -289,7 +306,7 @@ def _name_like(value):
         return all(_name_like(item) for item in value.items)
     if not isinstance(value, sympy.Expr) or not value.free_symbols or value.has(sympy.Add):
         return False
-    if value.as_coeff_Mul()[0] != 1:        # -x or 2x is an expression, not a name
+    if value.as_coeff_Mul()[0] != 1:  # -x or 2x is an expression, not a name
         return False
     return all(number in (1, -1) for number in value.atoms(sympy.Number))
 
@@ -300,15 +317,17 @@ def _reduce(value):
     if not isinstance(value, latex.Relation):
         return value
     ops, parts = list(value.ops), list(value.parts)
-    if "\\approx" in ops:                   # x = 1/3 \approx 0.33: the exact value before \approx
+    if "\\approx" in ops:  # x = 1/3 \approx 0.33: the exact value before \approx
         cut = ops.index("\\approx")
-        before = latex.Relation(ops[:cut], parts[:cut + 1]) if cut else parts[0]
-        after = latex.Relation(ops[cut + 1:], parts[cut + 1:]) if cut + 1 < len(ops) else parts[-1]
+        before = latex.Relation(ops[:cut], parts[: cut + 1]) if cut else parts[0]
+        after = (
+            latex.Relation(ops[cut + 1 :], parts[cut + 1 :]) if cut + 1 < len(ops) else parts[-1]
+        )
         return _reduce(after if _name_like(before) else before)
     if ops == ["\\in"]:
         return parts[1]
     if all(op == "=" for op in ops) and len(parts) > 2:
-        return parts[-1]                    # x = 5 + 5 + 1 = 11: the last value is the answer
+        return parts[-1]  # x = 5 + 5 + 1 = 11: the last value is the answer
     interval = _as_interval(ops, parts)
     return interval if interval is not None else value
 
@@ -319,7 +338,7 @@ def _as_interval(ops, parts):
     if not 2 <= len(parts) <= 3 or any(op not in ("<", "<=", ">", ">=") for op in ops):
         return None
     if len({op[0] for op in ops}) != 1:
-        return None                         # 1 < x > 0 is not an interval
+        return None  # 1 < x > 0 is not an interval
     values = [_number_value(p) for p in parts]
     if any(v is None for v in values):
         return None
@@ -327,19 +346,22 @@ def _as_interval(ops, parts):
     if len(variable_parts) != 1:
         return None
     where = variable_parts[0]
-    if _name_like(values[where]):            # 0 < f(x) < 1: the name itself is the variable
+    if _name_like(values[where]):  # 0 < f(x) < 1: the name itself is the variable
         symbol, slope, offset = values[where], sympy.Integer(1), sympy.Integer(0)
     elif len(values[where].free_symbols) == 1:
         (symbol,) = values[where].free_symbols
         slope = sympy.diff(values[where], symbol)
         if slope.free_symbols or not slope.is_real or slope == 0:
             return None
-        offset = values[where].subs(symbol, 0)   # linear, so f(0) is the offset (no expand)
+        offset = values[where].subs(symbol, 0)  # linear, so f(0) is the offset (no expand)
     else:
         return None
-    # a <= slope*x + offset <= b  ->  (a - offset)/slope <= x <= (b - offset)/slope, flipped if slope < 0
-    bounds = [symbol if i == where else parts[i] if (slope, offset) == (1, 0) else (v - offset) / slope
-              for i, v in enumerate(values)]       # parts keep a written decimal's precision
+    # a <= slope*x + offset <= b  ->  (a - offset)/slope <= x <= (b - offset)/slope
+    # (flipped if slope < 0)
+    bounds = [
+        symbol if i == where else parts[i] if (slope, offset) == (1, 0) else (v - offset) / slope
+        for i, v in enumerate(values)
+    ]  # parts keep a written decimal's precision
     increasing = (ops[0][0] == "<") == bool(slope > 0)
     closed = [op.endswith("=") for op in ops]
     if not increasing:
@@ -360,39 +382,56 @@ def _number_value(value):
 
 # 4. Comparison ---------------------------------------------------------------------------------
 
+
 def _expressions_equal(a, b):
-    """Exact where both are exact numbers; otherwise equal values, within RELATIVE_TOLERANCE, at every random point
-    where both are defined (and at least one such point); two constants to the working precision."""
+    """Exact where both are exact numbers; otherwise equal values, within RELATIVE_TOLERANCE, at
+    every random point where both are defined (and at least one such point); two constants to the
+    working precision."""
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
-        if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
+        if (
+            not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase))
+            or a.shape != b.shape
+        ):
             return False
         return all(_expressions_equal(x, y) for x, y in zip(a, b))
     if a == b:
         return True
     if isinstance(a, sympy.Rational) and isinstance(b, sympy.Rational):
-        return False                        # both exact: 1/2004! and 1/2006! differ, however small
+        return False  # both exact: 1/2004! and 1/2006! differ, however small
     if a.has(sympy.oo, -sympy.oo, sympy.zoo) or b.has(sympy.oo, -sympy.oo, sympy.zoo):
         return False
     if len(a.free_symbols | b.free_symbols) > MAX_SYMBOLS:
         return False
     rows = numeric.values_at_points([a, b])
-    if not rows or not all(numeric.close(value_a, value_b, RELATIVE_TOLERANCE) for value_a, value_b in rows):
+    if not rows or not all(
+        numeric.close(value_a, value_b, RELATIVE_TOLERANCE) for value_a, value_b in rows
+    ):
         return False
     if a.free_symbols or b.free_symbols:
         return True
-    # two exact constants: e^{40} + 1 is not e^{40}, though they agree to 1e-12; they must agree to the working
-    # precision, raised by their magnitude so that a +1 at that size still shows
+    # two exact constants: e^{40} + 1 is not e^{40}, though they agree to 1e-12; they must agree to
+    # the working precision, raised by their magnitude so that a +1 at that size still shows
     scale = max(abs(rows[0][0]), abs(rows[0][1]))
-    digits = numeric.DIGITS + max(0, int(numeric.mp.mag(scale)) * 3 // 10) if scale else numeric.DIGITS
+    digits = (
+        numeric.DIGITS + max(0, int(numeric.mp.mag(scale)) * 3 // 10) if scale else numeric.DIGITS
+    )
     with numeric.mp.workdps(digits):
         x, y = numeric.evaluate(a, {}), numeric.evaluate(b, {})
-        return x is not None and y is not None and numeric.close(x, y, numeric.mp.mpf(10) ** (5 - digits))
+        return (
+            x is not None
+            and y is not None
+            and numeric.close(x, y, numeric.mp.mpf(10) ** (5 - digits))
+        )
 
 
 def _decimal_covers(decimal, value):
     """A written decimal with k places and enough significant digits stands for every value that
     rounds to it: 2.6667 covers 8/3, 0.33 (two digits) covers only 0.33."""
-    if decimal.significant < MIN_DECIMAL_DIGITS or not isinstance(value, sympy.Expr) or value.free_symbols:
+    if (
+        decimal.significant < MIN_DECIMAL_DIGITS
+        or not isinstance(value, sympy.Expr)
+        or value.free_symbols
+    ):
         return False
     evaluated = numeric.evaluate(value, {})
     if evaluated is None or numeric.mp.im(evaluated) != 0:
@@ -408,15 +447,17 @@ def _scalars_equal(gold, pred):
         return False
     if _expressions_equal(gold_value, pred_value):
         return True
-    return (isinstance(gold, latex.Decimal) and _decimal_covers(gold, pred_value)) or \
-           (isinstance(pred, latex.Decimal) and _decimal_covers(pred, gold_value))
+    return (isinstance(gold, latex.Decimal) and _decimal_covers(gold, pred_value)) or (
+        isinstance(pred, latex.Decimal) and _decimal_covers(pred, gold_value)
+    )
 
 
 def _unordered_equal(golds, preds):
     if len(golds) > MAX_ITEMS or len(preds) > MAX_ITEMS:
         return False
-    return all(any(_equal(g, p) for p in preds) for g in golds) and \
-           all(any(_equal(g, p) for g in golds) for p in preds)
+    return all(any(_equal(g, p) for p in preds) for g in golds) and all(
+        any(_equal(g, p) for g in golds) for p in preds
+    )
 
 
 def _ordered_equal(golds, preds):
@@ -488,10 +529,14 @@ def _equal(gold, pred):
         relation, other = (gold, pred) if isinstance(gold, latex.Relation) else (pred, gold)
         if set(relation.ops) != {"="} or not (_name_like(relation.parts[0]) or relation is pred):
             return False
-        return _equal(relation.parts[-1], other) if relation is pred else _equal(other, relation.parts[-1])
+        return (
+            _equal(relation.parts[-1], other)
+            if relation is pred
+            else _equal(other, relation.parts[-1])
+        )
     if _collection(gold) or _collection(pred):
         if isinstance(gold, latex.Tuple) and isinstance(pred, latex.AnswerList):
-            return _ordered_equal(gold.items, pred.items)       # (1, 3) vs {1,3}: braces only group
+            return _ordered_equal(gold.items, pred.items)  # (1, 3) vs {1,3}: braces only group
         if isinstance(pred, latex.Tuple) and isinstance(gold, latex.AnswerList):
             return _ordered_equal(gold.items, pred.items)
         if not (_collection(gold) and _collection(pred)):
@@ -500,15 +545,24 @@ def _equal(gold, pred):
     if isinstance(gold, latex.Union) or isinstance(pred, latex.Union):
         gold_parts = gold.parts if isinstance(gold, latex.Union) else [gold]
         pred_parts = pred.parts if isinstance(pred, latex.Union) else [pred]
-        return _unordered_equal([_as_open_interval(p) for p in gold_parts], [_as_open_interval(p) for p in pred_parts])
+        return _unordered_equal(
+            [_as_open_interval(p) for p in gold_parts], [_as_open_interval(p) for p in pred_parts]
+        )
     if isinstance(gold, latex.Interval) or isinstance(pred, latex.Interval):
         gold, pred = _as_open_interval(gold), _as_open_interval(pred)
         if not (isinstance(gold, latex.Interval) and isinstance(pred, latex.Interval)):
             return False
-        return (gold.lo_closed, gold.hi_closed) == (pred.lo_closed, pred.hi_closed) and \
-            _equal(gold.lo, pred.lo) and _equal(gold.hi, pred.hi)
+        return (
+            (gold.lo_closed, gold.hi_closed) == (pred.lo_closed, pred.hi_closed)
+            and _equal(gold.lo, pred.lo)
+            and _equal(gold.hi, pred.hi)
+        )
     if isinstance(gold, latex.Tuple) or isinstance(pred, latex.Tuple):
-        return isinstance(gold, latex.Tuple) and isinstance(pred, latex.Tuple) and _ordered_equal(gold.items, pred.items)
+        return (
+            isinstance(gold, latex.Tuple)
+            and isinstance(pred, latex.Tuple)
+            and _ordered_equal(gold.items, pred.items)
+        )
     return _scalars_equal(gold, pred)
 
 
@@ -544,19 +598,34 @@ def _first_parsed(candidates):
     normalised = []
     for candidate, plain in candidates:
         if len(candidate) > MAX_ANSWER_CHARS:
-            continue                        # cannot be parsed anyway; keeps every regex below bounded
+            continue  # cannot be parsed anyway; keeps every regex below bounded
         bare = _bare_number(candidate) if plain else None
         answer = bare if bare is not None else normalize_answer(candidate)
         if not answer:
             continue
         normalised.append(answer)
-        if re.fullmatch(r"[A-Za-z]+(?:[\s'-][A-Za-z]+)*", answer) and re.search(r"[A-Za-z]{3}", answer):
-            return answer, None             # a word answer ("odd", "Evelyn") is compared as text
+        if re.fullmatch(r"[A-Za-z]+(?:[\s'-][A-Za-z]+)*", answer) and re.search(
+            r"[A-Za-z]{3}", answer
+        ):
+            return answer, None  # a word answer ("odd", "Evelyn") is compared as text
         try:
             return answer, _parse_answer(answer)
         except latex.LatexError:
             continue
     return (normalised[0] if normalised else None), None
+
+
+def gold_can_score(gold) -> bool:
+    """False for a gold answer that no response can ever match: longer than MAX_RESPONSE_CHARS, or
+    with no candidate final answer of at most MAX_ANSWER_CHARS (verify skips longer ones). A gold
+    with a long solution around a short boxed answer can score."""
+    gold = str(gold)
+    if len(gold) > MAX_RESPONSE_CHARS:
+        return False
+    return any(
+        len(candidate) <= MAX_ANSWER_CHARS
+        for candidate, _ in extract_answers(_prepare(gold), is_gold=True)
+    )
 
 
 def verify(gold, pred):
@@ -571,7 +640,7 @@ def verify(gold, pred):
         return False
     try:
         return _verify(gold, pred)
-    except Exception:                       # sympy refusing something exotic: not equal, never a crash
+    except Exception:  # sympy refusing something exotic: not equal, never a crash
         return False
 
 
@@ -595,5 +664,6 @@ def _verify(gold, pred):
 
 
 def math_reward(response, gold):
-    """1.0 if `verify(gold, response)`, else 0.0. No time limit here: reward.score_batch adds one."""
+    """1.0 if `verify(gold, response)`, else 0.0. No time limit here: reward.score_batch adds
+    one."""
     return 1.0 if verify(gold, response) else 0.0

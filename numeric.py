@@ -5,19 +5,25 @@ points, to 30 significant digits, with mpmath. sympy's own evalf is not used: it
 can loop for minutes on e^{e^{e^{e^x}}}. Here every node costs a bounded amount and anything beyond
 about 10^10000, a pole or an unknown function is simply undefined (None), never an error.
 """
+
 import mpmath
 import sympy
 
-POINTS = 3    # random points for the numeric check of symbolic expressions
-DIGITS = 30   # working precision of that check
+POINTS = 3  # random points for the numeric check of symbolic expressions
+DIGITS = 30  # working precision of that check
 
 
 def points(symbols):
     """Deterministic pseudo-random points in (1.4, 3.3): the same symbols get the same values on
     every call, so a verdict never depends on the run."""
     names = sorted(symbols, key=lambda s: s.name)
-    return [{s: mp.mpf(137 + 11 * ((7 * index + 13 * k + 5) % 17)) / (97 + 3 * index) for k, s in enumerate(names)}
-            for index in range(POINTS)]
+    return [
+        {
+            s: mp.mpf(137 + 11 * ((7 * index + 13 * k + 5) % 17)) / (97 + 3 * index)
+            for k, s in enumerate(names)
+        }
+        for index in range(POINTS)
+    ]
 
 
 class Undefined(Exception):
@@ -27,13 +33,29 @@ class Undefined(Exception):
 mp = mpmath.MPContext()
 mp.dps = DIGITS
 _MAX_MAGNITUDE_BITS = 33_000
-_CONSTANTS = {sympy.pi: lambda: mp.pi, sympy.E: lambda: mp.e, sympy.I: lambda: mp.j,
-              sympy.EulerGamma: lambda: mp.euler}
+_CONSTANTS = {
+    sympy.pi: lambda: mp.pi,
+    sympy.E: lambda: mp.e,
+    sympy.I: lambda: mp.j,
+    sympy.EulerGamma: lambda: mp.euler,
+}
 _NUMERIC_FUNCTIONS = {
-    sympy.exp: "exp", sympy.log: "log", sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan",
-    sympy.sec: "sec", sympy.csc: "csc", sympy.cot: "cot", sympy.asin: "asin", sympy.acos: "acos",
-    sympy.atan: "atan", sympy.sinh: "sinh", sympy.cosh: "cosh", sympy.tanh: "tanh",
-    sympy.gamma: "gamma", sympy.factorial: "factorial",
+    sympy.exp: "exp",
+    sympy.log: "log",
+    sympy.sin: "sin",
+    sympy.cos: "cos",
+    sympy.tan: "tan",
+    sympy.sec: "sec",
+    sympy.csc: "csc",
+    sympy.cot: "cot",
+    sympy.asin: "asin",
+    sympy.acos: "acos",
+    sympy.atan: "atan",
+    sympy.sinh: "sinh",
+    sympy.cosh: "cosh",
+    sympy.tanh: "tanh",
+    sympy.gamma: "gamma",
+    sympy.factorial: "factorial",
 }
 
 
@@ -80,9 +102,9 @@ def value(expr, values):
     (argument,) = args
     if name == "exp" and abs(mp.re(argument)) > _MAX_MAGNITUDE_BITS * 0.69:
         raise Undefined
-    if name in ("sin", "cos", "tan", "sec", "csc", "cot") and abs(argument) > 10 ** 100:
-        raise Undefined                    # argument reduction would need that many digits
-    if name in ("gamma", "factorial") and abs(argument) > 10 ** 4:
+    if name in ("sin", "cos", "tan", "sec", "csc", "cot") and abs(argument) > 10**100:
+        raise Undefined  # argument reduction would need that many digits
+    if name in ("gamma", "factorial") and abs(argument) > 10**4:
         raise Undefined
     if name == "log" and argument == 0:
         raise Undefined
@@ -107,7 +129,7 @@ def values_at_points(expressions):
     All the checks below are numeric: no simplify, no expand, so their cost stays bounded."""
     symbols = set().union(*(e.free_symbols for e in expressions))
     rows = []
-    for substitution in (points(symbols) if symbols else [{}]):
+    for substitution in points(symbols) if symbols else [{}]:
         row = [evaluate(e, substitution) for e in expressions]
         if all(value is not None for value in row):
             rows.append(row)

@@ -1,7 +1,7 @@
 """Rewards: what a response earns. RLVR's rewards are verifiable: a program checks the answer and
 returns 1.0 (correct) or 0.0 (wrong), nothing in between (docs/paper.md, "Setting").
 
-    score_batch(task, responses, golds) -> [0.0 / 1.0, ...]      what train.py and eval.py call
+score_batch(task, responses, golds) -> [0.0 / 1.0, ...]      what train.py and eval.py call
 
 A verifier takes `(response, gold)`, in that order, and returns a float in bounded time; the
 policy's output is hostile input and is never evaluated as code. `VERIFIERS` names one per task,
@@ -10,14 +10,15 @@ under the same names as tasks.TASKS (a new task is one generator there and one v
 - countdown: is the last answer an expression over + - * / that uses each given number exactly once
   and equals the target (exact Fractions, our own parser)?
 - arithmetic: is the last answer the gold integer?
-- math: math_answer.math_reward, the final answer compared as mathematics (math_answer.py, latex.py).
+- math: math_answer.math_reward, the final answer compared as mathematics (math_answer.py,
+  latex.py).
 The first three are linear in the response and scored inline. Math is not bounded by construction
 (sympy on a tower of powers), so score_batch runs it in pool.py's worker processes, each answer
 under a time limit and each worker under a memory limit; a time-out scores 0.
 `verifier_stats()` counts answers and time-outs for the logs.
 
-Left out: partial credit and format rewards (the paper uses 0/1 rewards only), reward models.
-"""
+Left out: partial credit and format rewards (the paper uses 0/1 rewards only), reward models."""
+
 import re
 import time
 from fractions import Fraction
@@ -28,15 +29,18 @@ import pool
 from tasks import ANSWER_CLOSE, ANSWER_OPEN, MOVES
 
 # Bounds. Model text is untrusted: every loop below is linear in these, every recursion bounded.
-MAX_RESPONSE_CHARS = math_answer.MAX_RESPONSE_CHARS  # a longer response scores 0: no generation is that long
-MAX_MOVES_CHARS = 100_000      # maze: longer move strings score 0
-MAX_EXPRESSION_CHARS = 1_000   # countdown expression
-MAX_EXPRESSION_DEPTH = 64      # countdown parentheses
-MAX_INTEGER_DIGITS = 100       # arithmetic / countdown literals
+MAX_RESPONSE_CHARS = (
+    math_answer.MAX_RESPONSE_CHARS
+)  # a longer response scores 0: no generation is that long
+MAX_MOVES_CHARS = 100_000  # maze: longer move strings score 0
+MAX_EXPRESSION_CHARS = 1_000  # countdown expression
+MAX_EXPRESSION_DEPTH = 64  # countdown parentheses
+MAX_INTEGER_DIGITS = 100  # arithmetic / countdown literals
 
 
 def last_answer_tag(response):
-    """Content of the last complete <answer>...</answer> (tasks.answer_tag) in `response`, or None (linear time)."""
+    """Content of the last complete <answer>...</answer> (tasks.answer_tag) in `response`, or None
+    (linear time)."""
     if len(response) > MAX_RESPONSE_CHARS:
         return None
     end = response.rfind(ANSWER_CLOSE)
@@ -45,11 +49,12 @@ def last_answer_tag(response):
     start = response.rfind(ANSWER_OPEN, 0, end)
     if start < 0:
         return None
-    return response[start + len(ANSWER_OPEN):end]
+    return response[start + len(ANSWER_OPEN) : end]
 
 
 # ----------------------------------------------------------------------------------------------
 # Maze (paper Sec. 5, the Maze task): S start, E end, * wall, . free; moves L R U D.
+
 
 @lru_cache(maxsize=4096)
 def parse_maze(maze):
@@ -178,7 +183,9 @@ def countdown_reward(response, problem):
     try:
         numbers, target = problem["numbers"], problem["target"]
     except (TypeError, KeyError) as error:
-        raise ValueError(f"countdown problem must be {{'numbers': [...], 'target': int}}, got {problem!r}") from error
+        raise ValueError(
+            f"countdown problem must be {{'numbers': [...], 'target': int}}, got {problem!r}"
+        ) from error
     expression = last_answer_tag(response)
     if expression is None or len(expression) > MAX_EXPRESSION_CHARS:
         return 0.0
@@ -217,26 +224,46 @@ def arithmetic_reward(response, gold):
 # ----------------------------------------------------------------------------------------------
 # The registry and the entry point.
 
+
 def math_verify_reward(response, gold):
-    """math with Hugging Face's Math-Verify instead of our policy (`reward.backend: math_verify`)."""
+    """math with Hugging Face's Math-Verify instead of our policy (`reward.backend:
+    math_verify`)."""
     import math_verify
-    return 1.0 if math_verify.verify(math_verify.parse(str(gold)), math_verify.parse(str(response))) else 0.0
+
+    return (
+        1.0
+        if math_verify.verify(math_verify.parse(str(gold)), math_verify.parse(str(response)))
+        else 0.0
+    )
 
 
-VERIFIERS = {"maze": maze_reward, "countdown": countdown_reward, "arithmetic": arithmetic_reward,
-             "math": math_answer.math_reward}
+VERIFIERS = {
+    "maze": maze_reward,
+    "countdown": countdown_reward,
+    "arithmetic": arithmetic_reward,
+    "math": math_answer.math_reward,
+}
 POOLED = {"math"}  # verifiers whose cost model text can make unbounded: scored in pool.py's workers
 MATH_BACKENDS = {"sympy": math_answer.math_reward, "math_verify": math_verify_reward}
 _counts = {"scored": 0, "math_seconds": 0.0}
 
 
 def verifier_stats():
-    """Cumulative counts since import: answers scored, seconds spent on math, the pool's time-outs and crashes."""
+    """Cumulative counts since import: answers scored, seconds spent on math, the pool's time-outs
+    and crashes."""
     return {**_counts, **pool.stats()}
 
 
-def score_batch(task, responses, golds, *, backend="sympy", timeout_s=pool.DEFAULT_TIMEOUT_S,
-                workers=pool.DEFAULT_WORKERS, memory_mb=pool.DEFAULT_MEMORY_MB):
+def score_batch(
+    task,
+    responses,
+    golds,
+    *,
+    backend="sympy",
+    timeout_s=pool.DEFAULT_TIMEOUT_S,
+    workers=pool.DEFAULT_WORKERS,
+    memory_mb=pool.DEFAULT_MEMORY_MB,
+):
     """Rewards (0.0 / 1.0) of `responses` against `golds`, in order.
 
     maze, countdown and arithmetic are bounded and scored inline. math is scored in the worker
@@ -253,17 +280,28 @@ def score_batch(task, responses, golds, *, backend="sympy", timeout_s=pool.DEFAU
         return scores
     verifier = math_verifier(backend)
     if timeout_s <= 0 or workers < 0:
-        raise ValueError(f"timeout_s must be positive and workers >= 0, got {timeout_s} and {workers}")
+        raise ValueError(
+            f"timeout_s must be positive and workers >= 0, got {timeout_s} and {workers}"
+        )
     started = time.monotonic()
     golds, responses = [str(g) for g in golds], [str(r) for r in responses]
     scores = [0.0] * len(responses)  # over-long texts score 0 without a round trip to the pool
-    fits = [i for i in range(len(responses))
-            if len(responses[i]) <= MAX_RESPONSE_CHARS and len(golds[i]) <= MAX_RESPONSE_CHARS]
+    fits = [
+        i
+        for i in range(len(responses))
+        if len(responses[i]) <= MAX_RESPONSE_CHARS and len(golds[i]) <= MAX_RESPONSE_CHARS
+    ]
     if workers == 0 or not responses:
         fitted = [verifier(responses[i], golds[i]) for i in fits]
     else:
-        fitted = pool.score(verifier, [responses[i] for i in fits], [golds[i] for i in fits], timeout_s=timeout_s,
-                            workers=workers, memory_mb=memory_mb)
+        fitted = pool.score(
+            verifier,
+            [responses[i] for i in fits],
+            [golds[i] for i in fits],
+            timeout_s=timeout_s,
+            workers=workers,
+            memory_mb=memory_mb,
+        )
     for i, value in zip(fits, fitted):
         scores[i] = value
     _counts["scored"] += len(scores)
@@ -271,32 +309,61 @@ def score_batch(task, responses, golds, *, backend="sympy", timeout_s=pool.DEFAU
     return scores
 
 
-def check_golds(problems, *, backend="sympy", timeout_s=pool.DEFAULT_TIMEOUT_S, workers=pool.DEFAULT_WORKERS,
-                memory_mb=pool.DEFAULT_MEMORY_MB):
-    """Refuse, naming its file and line, a math problem whose gold answer cannot be verified against itself within
-    the time limit: it would cost every one of its N responses that limit, every time it is drawn."""
-    if not workers:
-        return
+def check_golds(
+    problems,
+    *,
+    backend="sympy",
+    timeout_s=pool.DEFAULT_TIMEOUT_S,
+    workers=pool.DEFAULT_WORKERS,
+    memory_mb=pool.DEFAULT_MEMORY_MB,
+):
+    """Refuse, naming its file and line, a math problem whose gold answer cannot be verified against
+    itself within the time limit: it would cost every one of its N responses that limit, every time
+    it is drawn; and (the sympy backend) one that no response can ever match
+    (math_answer.gold_can_score: far too long)."""
     distinct = {}
     for problem in problems:
         distinct.setdefault(str(problem.gold), problem)
+    for gold, problem in distinct.items() if backend == "sympy" else ():
+        if not math_answer.gold_can_score(gold):
+            raise ValueError(
+                f"{problem.origin or 'a problem'}: the gold answer ({len(gold):,} characters, "
+                f"{gold[:20]!r}...) can never score: the verifier matches final answers of at most "
+                f"{math_answer.MAX_ANSWER_CHARS:,} characters; fix it or leave it out"
+            )
+    if not workers:
+        return
     golds = list(distinct)
-    verdicts = pool.score(math_verifier(backend), golds, golds, timeout_s=timeout_s, workers=workers,
-                          memory_mb=memory_mb, failed_score=float("nan"))
+    verdicts = pool.score(
+        math_verifier(backend),
+        golds,
+        golds,
+        timeout_s=timeout_s,
+        workers=workers,
+        memory_mb=memory_mb,
+        failed_score=float("nan"),
+    )
     for gold, verdict in zip(golds, verdicts):
         if verdict != verdict:  # nan: it timed out (or crashed its worker)
-            raise ValueError(f"{distinct[gold].origin or 'a problem'}: the gold answer {gold[:40]!r} takes more than "
-                             f"reward.timeout_s={timeout_s} s to verify against itself: fix it or leave it out")
+            raise ValueError(
+                f"{distinct[gold].origin or 'a problem'}: the gold answer {gold[:40]!r} takes more "
+                "than "
+                f"reward.timeout_s={timeout_s} s to verify against itself: fix it or leave it out"
+            )
 
 
 def math_verifier(backend: str):
-    """The math verifier of `reward.backend`: sympy (ours, math_answer.py) or math_verify (Hugging Face's)."""
+    """The math verifier of `reward.backend`: sympy (ours, math_answer.py) or math_verify (Hugging
+    Face's)."""
     if backend not in MATH_BACKENDS:
-        raise ValueError(f"unknown verifier backend {backend!r}; known: {', '.join(map(repr, MATH_BACKENDS))}")
+        raise ValueError(
+            f"unknown verifier backend {backend!r}; known: {', '.join(map(repr, MATH_BACKENDS))}"
+        )
     if backend == "math_verify":
         try:
             import math_verify  # noqa: F401
         except ImportError:
-            raise ImportError("backend='math_verify' needs Hugging Face's Math-Verify: pip install math-verify") \
-                from None
+            raise ImportError(
+                "backend='math_verify' needs Hugging Face's Math-Verify: pip install math-verify"
+            ) from None
     return MATH_BACKENDS[backend]

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import torch
 
 MASK32 = 0xFFFFFFFF
+# drop finished rows from the decode batch once they are this share of it: at configs/maze.yaml's step 0 (the
+# warm start's policy) the batch is 44 % live on average over its 59 decode steps
+DROP_FRACTION = 0.125
 
 
 @dataclass
@@ -155,11 +158,28 @@ def sample_token(logits, u, temperature: float, top_k: int, top_p: float, valid_
 
 # ----------------------------------------------------------------------------- the loop
 
+def drop_finished_rows(cache, live, finished):
+    """Rows [r] still to decode, after dropping the finished ones from the cache once they are at least
+    DROP_FRACTION of the batch (copying the cache costs about one decode step). The other rows' numbers do not
+    change. Caches without keep_rows (hf_policy's) keep every row to the end, as before."""
+    done = finished[live]
+    if not hasattr(cache, "keep_rows") or int(done.sum()) < DROP_FRACTION * len(live):
+        return live
+    keep = (~done).nonzero()[:, 0]  # [r']
+    cache.keep_rows(keep)
+    return live[keep]
+
+
 @torch.no_grad()
 def generate(policy, prompts: list[list[int]], *, n: int, max_new_tokens: int, eos_ids, pad_id: int,
              valid_vocab: int, seeds: list[int], temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, return_entropy: bool = False) -> Rollout:
-    """Sample n responses for each of the B prompts (token lists); rows b*n .. b*n+n-1 belong to prompt b."""
+             top_p: float = 1.0, return_entropy: bool = False, drop_finished: bool = True) -> Rollout:
+    """Sample n responses for each of the B prompts (token lists); rows b*n .. b*n+n-1 belong to prompt b.
+
+    drop_finished: finished rows leave the decode batch (drop_finished_rows). The tokens are the same either
+    way on a fixed seed; the log-probs may differ in the last float bits (matmuls of fewer rows), so False
+    gives back the old numbers exactly. It made rollout 1.4x faster on configs/maze.yaml (CPU time, 2 threads).
+    """
     if len(seeds) != len(prompts):
         raise ValueError(f"generate needs one seed per prompt: {len(seeds)} seeds for {len(prompts)} prompts")
     device = next(policy.parameters()).device
@@ -176,18 +196,23 @@ def generate(policy, prompts: list[list[int]], *, n: int, max_new_tokens: int, e
     entropy = torch.zeros(R, max_new_tokens, device=device) if return_entropy else None
     finished = torch.zeros(R, dtype=torch.bool, device=device)
     logits, cache = policy.prefill(prompt_ids, prompt_mask, n, max_new_tokens)
+    live = torch.arange(R, device=device)  # the rows still in the decode batch, in the cache's order
     length = 0
     for t in range(max_new_tokens):
-        next_tokens, logp = sample_token(logits, uniforms(row_seeds, t), temperature, top_k, top_p, valid_vocab)
-        tokens[:, t] = next_tokens.masked_fill(finished, pad_id)
-        sampler_logprobs[:, t] = logp.masked_fill(finished, 0.0)
-        response_mask[:, t] = (~finished).float()
+        next_tokens, logp = sample_token(logits, uniforms(row_seeds[live], t), temperature, top_k, top_p,
+                                         valid_vocab)
+        done = finished[live]  # finished before this step, not yet dropped: they get padding
+        tokens[live, t] = next_tokens.masked_fill(done, pad_id)
+        sampler_logprobs[live, t] = logp.masked_fill(done, 0.0)
+        response_mask[live, t] = (~done).float()
         if return_entropy:
-            entropy[:, t] = tempered_entropy(logits, temperature, valid_vocab).masked_fill(finished, 0.0)
-        finished |= torch.isin(next_tokens, eos)
+            entropy[live, t] = tempered_entropy(logits, temperature, valid_vocab).masked_fill(done, 0.0)
+        finished[live] = done | torch.isin(next_tokens, eos)
         length = t + 1
         if bool(finished.all()) or t + 1 == max_new_tokens:
             break
-        logits = policy.decode(tokens[:, t], cache)
+        if drop_finished:
+            live = drop_finished_rows(cache, live, finished)
+        logits = policy.decode(tokens[live, t], cache)
     return Rollout(tokens[:, :length], response_mask[:, :length], ~finished, sampler_logprobs[:, :length],
                    entropy[:, :length] if return_entropy else None)

@@ -26,6 +26,7 @@ a run that resumes, or runs on several ranks, sees the same problems.
 `TASKS` (at the end) is the registry config.py builds a task from, by `task.name`; each name has
 its verifier in reward.VERIFIERS.
 """
+
 import json
 import os
 import random
@@ -38,13 +39,14 @@ MOVES = {"L": (0, -1), "R": (0, 1), "U": (-1, 0), "D": (1, 0)}
 
 @dataclass
 class Problem:
-    prompt: str          # the text the policy continues
-    gold: object         # what the task's verifier compares against (reward.py)
-    demo: str = None     # a correct response for the warm start, when one is known
-    origin: str = ""     # where a problem from a file came from ("train.jsonl:12"), for messages
+    prompt: str  # the text the policy continues
+    gold: object  # what the task's verifier compares against (reward.py)
+    demo: str = None  # a correct response for the warm start, when one is known
+    origin: str = ""  # where a problem from a file came from ("train.jsonl:12"), for messages
 
 
 # ----------------------------------------------------------------------------- maze
+
 
 def generate_maze(rng: random.Random, height: int, width: int, loop_frac: float) -> str:
     """A height x width grid (odd sizes): cells sit at even (row, col), passages between them.
@@ -62,9 +64,13 @@ def generate_maze(rng: random.Random, height: int, width: int, loop_frac: float)
     stack = [start]
     while stack:
         r, c = stack[-1]
-        unvisited = [(r + 2 * dr, c + 2 * dc) for dr, dc in MOVES.values()
-                     if 0 <= r + 2 * dr < height and 0 <= c + 2 * dc < width
-                     and grid[r + 2 * dr][c + 2 * dc] == "*"]
+        unvisited = [
+            (r + 2 * dr, c + 2 * dc)
+            for dr, dc in MOVES.values()
+            if 0 <= r + 2 * dr < height
+            and 0 <= c + 2 * dc < width
+            and grid[r + 2 * dr][c + 2 * dc] == "*"
+        ]
         if not unvisited:
             stack.pop()
             continue
@@ -94,14 +100,23 @@ def solve_maze(grid: str, rng: random.Random = None) -> str:
         r, c = queue.popleft()
         for dr, dc in MOVES.values():
             nr, nc = r + dr, c + dc
-            if 0 <= nr < len(rows) and 0 <= nc < len(rows[nr]) and rows[nr][nc] != "*" and (nr, nc) not in distance:
+            if (
+                0 <= nr < len(rows)
+                and 0 <= nc < len(rows[nr])
+                and rows[nr][nc] != "*"
+                and (nr, nc) not in distance
+            ):
                 distance[(nr, nc)] = distance[(r, c)] + 1
                 queue.append((nr, nc))
     if start not in distance:
         raise ValueError("maze has no path from S to E")
     moves, (r, c) = [], start
     while (r, c) != end:
-        options = [m for m, (dr, dc) in MOVES.items() if distance.get((r + dr, c + dc)) == distance[(r, c)] - 1]
+        options = [
+            m
+            for m, (dr, dc) in MOVES.items()
+            if distance.get((r + dr, c + dc)) == distance[(r, c)] - 1
+        ]
         move = rng.choice(options) if rng else options[0]
         moves.append(move)
         r, c = r + MOVES[move][0], c + MOVES[move][1]
@@ -112,22 +127,30 @@ def maze_prompt(grid: str) -> str:
     return grid + "\n"
 
 
-ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"  # the answer format of the built-in tasks (reward.py reads it)
+ANSWER_OPEN, ANSWER_CLOSE = (
+    "<answer>",
+    "</answer>",
+)  # the answer format of the built-in tasks (reward.py reads it)
 
 
 def answer_tag(text: str) -> str:
     return f"{ANSWER_OPEN}{text}{ANSWER_CLOSE}"
 
 
-# ----------------------------------------------------------------------------- other synthetic tasks
+# ---------------------------------------------------------------------------- other synthetic tasks
+
 
 def generate_countdown(rng: random.Random, n_numbers: int, max_number: int) -> tuple[dict, str]:
-    """Numbers and a target reachable by combining every number once; returns (problem, expression)."""
+    """Numbers and a target reachable by combining every number once; returns (problem,
+    expression)."""
     while True:
         numbers = [rng.randint(1, max_number) for _ in range(n_numbers)]
         terms = [(Fraction(x), str(x)) for x in numbers]
         while len(terms) > 1:
-            (a, ea), (b, eb) = terms.pop(rng.randrange(len(terms))), terms.pop(rng.randrange(len(terms)))
+            (a, ea), (b, eb) = (
+                terms.pop(rng.randrange(len(terms))),
+                terms.pop(rng.randrange(len(terms))),
+            )
             op = rng.choice("+-*/")
             if op == "/" and b == 0:
                 op = "+"
@@ -135,7 +158,9 @@ def generate_countdown(rng: random.Random, n_numbers: int, max_number: int) -> t
             terms.append((value, f"({ea}{op}{eb})"))
         value, expression = terms[0]
         if value.denominator == 1 and 0 < value <= 1000:
-            return {"numbers": numbers, "target": int(value)}, expression[1:-1] if n_numbers > 1 else expression
+            return {"numbers": numbers, "target": int(value)}, expression[
+                1:-1
+            ] if n_numbers > 1 else expression
 
 
 def generate_arithmetic(rng: random.Random, n_terms: int, max_number: int) -> tuple[str, str]:
@@ -165,7 +190,8 @@ def _evaluate_integer_expression(expression: str) -> int:
 
 # ----------------------------------------------------------------------------- tasks
 
-MAX_REDRAWS = 1000  # a task too small for the held-out set asked of it fails with a message, never loops forever
+# a task too small for the held-out set asked of it fails with a message, never loops forever
+MAX_REDRAWS = 1000
 
 
 class SyntheticTask:
@@ -189,16 +215,21 @@ class SyntheticTask:
                 return problem
             attempt += 1
             if attempt == MAX_REDRAWS:
-                raise ValueError(f"{self.name}: {MAX_REDRAWS} draws in a row were held-out problems; the held-out "
-                                 f"set covers (nearly) every problem: lower task.n_heldout or widen the task")
+                raise ValueError(
+                    f"{self.name}: {MAX_REDRAWS} draws in a row were held-out problems; the "
+                    "held-out "
+                    f"set covers (nearly) every problem: lower task.n_heldout or widen the task"
+                )
 
     def problems(self, stream: str, count: int, start: int = 0) -> list[Problem]:
         """`count` distinct problems (de-duplicated by prompt) from index `start` of a stream."""
         seen, out, index = set(), [], start
         while len(out) < count:
             if index - start >= MAX_REDRAWS + 20 * count:
-                raise ValueError(f"{self.name}: only {len(out)} distinct problems in {index - start} draws, "
-                                 f"{count} asked for: lower task.n_heldout or widen the task (sizes, numbers)")
+                raise ValueError(
+                    f"{self.name}: only {len(out)} distinct problems in {index - start} draws, "
+                    f"{count} asked for: lower task.n_heldout or widen the task (sizes, numbers)"
+                )
             problem = self.problem(stream, index)
             index += 1
             if problem.prompt not in seen:
@@ -207,7 +238,8 @@ class SyntheticTask:
         return out
 
     def train_batch(self, stream: str, step: int, batch_size: int) -> list[Problem]:
-        """The `batch_size` training problems of one step: indices [step*B, (step+1)*B) of a stream."""
+        """The `batch_size` training problems of one step: indices [step*B, (step+1)*B) of a
+        stream."""
         return [self.problem(f"train/{stream}", step * batch_size + i) for i in range(batch_size)]
 
 
@@ -220,6 +252,7 @@ def maze_maker(min_size: int, max_size: int, loop_frac: float):
         size = rng.choice(odd_sizes)
         grid = generate_maze(rng, size, size, loop_frac)
         return Problem(maze_prompt(grid), grid, answer_tag(solve_maze(grid, rng)))
+
     return make
 
 
@@ -228,6 +261,7 @@ def countdown_maker(n_numbers: int, max_number: int):
         problem, expression = generate_countdown(rng, n_numbers, max_number)
         prompt = f"numbers: {' '.join(map(str, problem['numbers']))}\ntarget: {problem['target']}\n"
         return Problem(prompt, problem, answer_tag(expression))
+
     return make
 
 
@@ -235,6 +269,7 @@ def arithmetic_maker(n_terms: int, max_number: int):
     def make(rng):
         expression, value = generate_arithmetic(rng, n_terms, max_number)
         return Problem(f"{expression}=\n", value, answer_tag(value))
+
     return make
 
 
@@ -251,11 +286,13 @@ MATH_TEMPLATES = {
 
 
 def read_records(path: str) -> list[tuple[int, dict]]:
-    """(line or row number, record) pairs from a .jsonl or .parquet file; a bad line names file and line."""
+    """(line or row number, record) pairs from a .jsonl or .parquet file; a bad line names file and
+    line."""
     if not os.path.isfile(path):
         raise ValueError(f"math data file not found: {path}")
     if path.endswith(".parquet"):
         import pyarrow.parquet
+
         return list(enumerate(pyarrow.parquet.read_table(path).to_pylist(), start=1))
     records = []
     with open(path, "rb") as f:
@@ -263,8 +300,10 @@ def read_records(path: str) -> list[tuple[int, dict]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{number}: not UTF-8 text (byte {raw[err.start]:#04x} at column "
-                                 f"{err.start + 1})") from None
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 text (byte {raw[err.start]:#04x} at column "
+                    f"{err.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -272,31 +311,64 @@ def read_records(path: str) -> list[tuple[int, dict]]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
             if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object with fields, got {type(record).__name__}")
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with fields, got "
+                    f"{type(record).__name__}"
+                )
             records.append((number, record))
     return records
 
 
-def load_math_problems(path: str, template: str = "math", prompt_field: str = "prompt",
-                       answer_field: str = "answer") -> list[Problem]:
-    """Problems of one file: the prompt put into MATH_TEMPLATES[template], the gold answer as text."""
+# math_answer.MAX_RESPONSE_CHARS (not imported: it brings sympy): a longer gold answer never scores
+MAX_GOLD_CHARS = 500_000
+
+
+def load_math_problems(
+    path: str, template: str = "math", prompt_field: str = "prompt", answer_field: str = "answer"
+) -> list[Problem]:
+    """Problems of one file: the prompt put into MATH_TEMPLATES[template], the gold answer as
+    text."""
     if template not in MATH_TEMPLATES:
         raise ValueError(f"unknown math template {template!r}; known: {', '.join(MATH_TEMPLATES)}")
     problems = []
     for number, record in read_records(path):
-        for field_name, option in ((prompt_field, "task.prompt_field"), (answer_field, "task.answer_field")):
+        for field_name, option in (
+            (prompt_field, "task.prompt_field"),
+            (answer_field, "task.answer_field"),
+        ):
             if field_name not in record:
-                raise ValueError(f"{path}:{number}: no field '{field_name}' (fields: {', '.join(record) or 'none'}; "
-                                 f"set {option} to use another)")
+                raise ValueError(
+                    f"{path}:{number}: no field '{field_name}' (fields: "
+                    f"{', '.join(record) or 'none'}; set {option} to use another)"
+                )
         problem, answer = record[prompt_field], record[answer_field]
         if not isinstance(problem, str) or not problem.strip():
-            raise ValueError(f"{path}:{number}: '{prompt_field}' must be non-empty text, got {type(problem).__name__}")
-        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
-            raise ValueError(f"{path}:{number}: '{answer_field}' must be non-empty text or a number, got "
-                             f"{json.dumps(answer)[:40]}")
+            raise ValueError(
+                f"{path}:{number}: '{prompt_field}' must be non-empty text, got "
+                f"{type(problem).__name__}"
+            )
+        if (
+            isinstance(answer, bool)
+            or not isinstance(answer, (str, int, float))
+            or not str(answer).strip()
+        ):
+            raise ValueError(
+                f"{path}:{number}: '{answer_field}' must be non-empty text or a number, got "
+                f"{json.dumps(answer)[:40]}"
+            )
         gold = str(answer).split("####")[-1].strip()  # GSM8K's "reasoning #### 72"
-        problems.append(Problem(MATH_TEMPLATES[template].format(problem=problem.strip()), gold,
-                                origin=f"{path}:{number}"))
+        if len(gold) > MAX_GOLD_CHARS:
+            raise ValueError(
+                f"{path}:{number}: the gold answer is {len(gold):,} characters; the verifier never "
+                f"matches one over {MAX_GOLD_CHARS:,}, so no response could score on it"
+            )
+        problems.append(
+            Problem(
+                MATH_TEMPLATES[template].format(problem=problem.strip()),
+                gold,
+                origin=f"{path}:{number}",
+            )
+        )
     if not problems:
         raise ValueError(f"{path} holds no problems")
     return problems
@@ -313,23 +385,36 @@ class MathTask:
 
     name = "math"
 
-    def __init__(self, train_file: str, test_file: str = "", *, seed: int = 0, n_heldout: int = 256,
-                 template: str = "math", prompt_field: str = "prompt", answer_field: str = "answer"):
+    def __init__(
+        self,
+        train_file: str,
+        test_file: str = "",
+        *,
+        seed: int = 0,
+        n_heldout: int = 256,
+        template: str = "math",
+        prompt_field: str = "prompt",
+        answer_field: str = "answer",
+    ):
         load = lambda path: load_math_problems(path, template, prompt_field, answer_field)
         problems = load(train_file)
         if test_file:
             self.heldout = load(test_file)[:n_heldout]
         else:
             if n_heldout >= len(problems):
-                raise ValueError(f"{train_file} has {len(problems)} problems: too few to hold out "
-                                 f"task.n_heldout={n_heldout} and train on the rest (give task.test_file)")
+                raise ValueError(
+                    f"{train_file} has {len(problems)} problems: too few to hold out "
+                    f"task.n_heldout={n_heldout} and train on the rest (give task.test_file)"
+                )
             order = list(range(len(problems)))
             random.Random(f"math/{seed}/heldout").shuffle(order)
             self.heldout = [problems[i] for i in sorted(order[:n_heldout])]
         self.heldout_prompts = {p.prompt for p in self.heldout}
         self.train = [p for p in problems if p.prompt not in self.heldout_prompts]
         if not self.train:
-            raise ValueError(f"{train_file}: every problem is also a held-out one; nothing left to train on")
+            raise ValueError(
+                f"{train_file}: every problem is also a held-out one; nothing left to train on"
+            )
         self.seed = seed
         self._orders = {}
 
@@ -352,18 +437,29 @@ class MathTask:
 
 # ----------------------------------------------------------------------------- the registry
 
+
 def synthetic_task(name: str, make):
     def build(t):  # t: the config's task section (config.TaskConfig)
         return SyntheticTask(name, make(t), t.seed, t.n_heldout)
+
     return build
 
 
 # task name -> a function of the config's task section that builds the task. A new task is one entry
-# here and its verifier in reward.VERIFIERS under the same name (tests/test_reward.py checks the two agree).
+# here and its verifier in reward.VERIFIERS under the same name (tests/test_reward.py checks both).
 TASKS = {
     "maze": synthetic_task("maze", lambda t: maze_maker(t.min_size, t.max_size, t.loop_frac)),
     "countdown": synthetic_task("countdown", lambda t: countdown_maker(t.n_numbers, t.max_number)),
-    "arithmetic": synthetic_task("arithmetic", lambda t: arithmetic_maker(t.n_numbers, t.max_number)),
-    "math": lambda t: MathTask(t.train_file, t.test_file, seed=t.seed, n_heldout=t.n_heldout, template=t.template,
-                               prompt_field=t.prompt_field, answer_field=t.answer_field),
+    "arithmetic": synthetic_task(
+        "arithmetic", lambda t: arithmetic_maker(t.n_numbers, t.max_number)
+    ),
+    "math": lambda t: MathTask(
+        t.train_file,
+        t.test_file,
+        seed=t.seed,
+        n_heldout=t.n_heldout,
+        template=t.template,
+        prompt_field=t.prompt_field,
+        answer_field=t.answer_field,
+    ),
 }

@@ -12,7 +12,7 @@ train.py and eval.py rely on:
     encode(text)        -> list[int]   plain text, no specials (responses, demonstrations)
     decode(ids)         -> str         stops at the first EOS, drops PAD/BOS
 
-hf_policy.HFTokenizer gives a Hugging Face tokenizer the same interface.
+hf_tokenizer.HFTokenizer gives a Hugging Face tokenizer the same interface.
 """
 import string
 

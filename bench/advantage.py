@@ -8,6 +8,7 @@ draws N random groups per prompt, is reported beside them.
 
     python bench/advantage.py [--threads T] [--reps R] [--G 512] [--N 32] [--k 4] [--device cpu]
 """
+
 import argparse
 import inspect
 import statistics
@@ -38,7 +39,9 @@ def median_seconds(fn, reps, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
+    )
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--G", type=int, default=512)
     parser.add_argument("--N", type=int, default=32)
@@ -51,16 +54,27 @@ def main():
 
     generator = torch.Generator().manual_seed(0)
     accuracy = torch.rand(args.G, 1, generator=generator)
-    rewards = (torch.rand(args.G, args.N, generator=generator) < accuracy).float().to(device)  # [G, N]
-    available = {"prompt_entropy": torch.rand(args.G, generator=generator).to(device),
-                 "generator": torch.Generator(device=device).manual_seed(0), "n_groups": None}
+    rewards = (
+        (torch.rand(args.G, args.N, generator=generator) < accuracy).float().to(device)
+    )  # [G, N]
+    available = {
+        "prompt_entropy": torch.rand(args.G, generator=generator).to(device),
+        "generator": torch.Generator(device=device).manual_seed(0),
+        "n_groups": None,
+    }
 
-    print(f"G={args.G} N={args.N} k={args.k} device={device} threads={torch.get_num_threads()} "
-          f"reps={args.reps} torch={torch.__version__}")
+    print(
+        f"G={args.G} N={args.N} k={args.k} device={device} threads={torch.get_num_threads()} "
+        f"reps={args.reps} torch={torch.__version__}"
+    )
     print(f"{'estimator':18s} {'median us':>10s} {'x grpo':>8s}")
     baseline = None
     for name, fn in ESTIMATORS.items():
-        extra = {key: value for key, value in available.items() if key in inspect.signature(fn).parameters}
+        extra = {
+            key: value
+            for key, value in available.items()
+            if key in inspect.signature(fn).parameters
+        }
         seconds = median_seconds(lambda: fn(rewards, k=args.k, **extra), args.reps, device)
         baseline = baseline or seconds  # grpo is the table's first entry
         print(f"{name:18s} {seconds * 1e6:10.1f} {seconds / baseline:8.2f}")

@@ -1,13 +1,14 @@
-"""Plausible wrong answers: for each exercise, implementations a student could well write, each with one
-mistake (marked BUG). They keep the graders honest: a grader that cannot fail proves nothing, and one
-that fails a stub that raises proves little. tests/test_exercises.py checks that every grader of an
-exercise passes passk's implementation and that, for every mutant here, at least one grader of its
-exercise fails it (and at least one passes it: the mutant is plausible, not broken everywhere).
+"""Plausible wrong answers: for each exercise, implementations a student could well write, each with
+one mistake (marked BUG). They keep the graders honest: a grader that cannot fail proves nothing,
+and one that fails a stub that raises proves little. tests/test_exercises.py checks that every
+grader of an exercise passes passk's implementation and that, for every mutant here, at least one
+grader of its exercise fails it (and at least one passes it: the mutant is plausible, not broken
+everywhere).
 
 For a teacher these are also the common mistakes, each a question for the class: why is this wrong?
 
-MUTANTS maps a name to (the exercise function it replaces, the function, what is wrong).
-"""
+MUTANTS maps a name to (the exercise function it replaces, the function, what is wrong)."""
+
 import math
 
 import torch
@@ -16,6 +17,7 @@ MOVES = {"L": (0, -1), "R": (0, 1), "U": (-1, 0), "D": (1, 0)}
 
 
 # ----------------------------------------------------------------------------- 1. pass_at_k
+
 
 def pass_at_k_c_over_n(n, c, k):
     return c / n  # BUG: the fraction correct is pass@1, whatever k
@@ -28,42 +30,58 @@ def pass_at_k_with_replacement(n, c, k):
 def pass_at_k_off_by_one(n, c, k):
     if n - c < k:
         return 1.0
-    return 1 - math.prod(1 - k / i for i in range(n - c, n + 1))  # BUG: starts at n - c, one term too many
+    return 1 - math.prod(
+        1 - k / i for i in range(n - c, n + 1)
+    )  # BUG: starts at n - c, one term too many
 
 
 def pass_at_k_float_binomials(n, c, k):
     if n - c < k:
         return 1.0
-    return 1 - float(math.comb(n - c, k)) / float(math.comb(n, k))  # BUG: C(3000, 1000) ~ 1e827 overflows
+    return 1 - float(math.comb(n - c, k)) / float(
+        math.comb(n, k)
+    )  # BUG: C(3000, 1000) ~ 1e827 overflows
 
 
 # ----------------------------------------------------------------------------- 2. grpo_advantage
 
+
 def _spread(rewards):
-    return rewards.amax(-1, keepdim=True) > rewards.amin(-1, keepdim=True)  # [G, 1]: the row has signal
+    return rewards.amax(-1, keepdim=True) > rewards.amin(
+        -1, keepdim=True
+    )  # [G, 1]: the row has signal
 
 
 def grpo_sample_std(rewards, *, k=1, eps=1e-6):
     centered = rewards - rewards.mean(-1, keepdim=True)
-    std = rewards.std(-1, keepdim=True)  # BUG: torch's default is the sample std (N - 1); Eq. 2 is the population std
+    std = rewards.std(
+        -1, keepdim=True
+    )  # BUG: torch's default is the sample std (N - 1); Eq. 2 is the population std
     return torch.where(_spread(rewards), centered / (std + eps), 0.0)
 
 
 def grpo_no_eps(rewards, *, k=1, eps=1e-6):
     centered = rewards - rewards.mean(-1, keepdim=True)
-    return centered / centered.square().mean(-1, keepdim=True).sqrt()  # BUG: 0 / 0 = NaN on rows without spread
+    return (
+        centered / centered.square().mean(-1, keepdim=True).sqrt()
+    )  # BUG: 0 / 0 = NaN on rows without spread
 
 
 def grpo_batch_normalised(rewards, *, k=1, eps=1e-6):
-    centered = rewards - rewards.mean()  # BUG: mean and std of the whole batch, not of each prompt's responses
+    centered = (
+        rewards - rewards.mean()
+    )  # BUG: mean and std of the whole batch, not of each prompt's responses
     return torch.where(_spread(rewards), centered / (centered.square().mean().sqrt() + eps), 0.0)
 
 
 def grpo_no_std(rewards, *, k=1, eps=1e-6):
-    return rewards - rewards.mean(-1, keepdim=True)  # BUG: Dr. GRPO's advantage, not Eq. 3 (no division by the std)
+    return rewards - rewards.mean(
+        -1, keepdim=True
+    )  # BUG: Dr. GRPO's advantage, not Eq. 3 (no division by the std)
 
 
-# ----------------------------------------------------------------------------- 3. passk_full_advantage
+# -------------------------------------------------------------------------- 3. passk_full_advantage
+
 
 def _normalise(x, eps):
     centered = x - x.mean(-1, keepdim=True)
@@ -74,62 +92,87 @@ def _normalise(x, eps):
 def passk_full_group_mean(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
     groups = n // k
-    group_reward = rewards[:, :groups * k].reshape(g, groups, k).mean(-1)  # BUG: a group is right if ANY member is: max
+    group_reward = (
+        rewards[:, : groups * k].reshape(g, groups, k).mean(-1)
+    )  # BUG: a group is right if ANY member is: max
     adv = torch.zeros_like(rewards)
-    adv[:, :groups * k] = _normalise(group_reward, eps).repeat_interleave(k, dim=-1)
+    adv[:, : groups * k] = _normalise(group_reward, eps).repeat_interleave(k, dim=-1)
     return adv
 
 
 def passk_full_strided(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
     groups = n // k
-    members = rewards[:, :groups * k].reshape(g, k, groups)  # BUG: group j is responses j, j + groups, ...: strided
+    members = rewards[:, : groups * k].reshape(
+        g, k, groups
+    )  # BUG: group j is responses j, j + groups, ...: strided
     adv = torch.zeros_like(rewards)
-    adv[:, :groups * k] = _normalise(members.amax(1), eps).repeat(1, k)
+    adv[:, : groups * k] = _normalise(members.amax(1), eps).repeat(1, k)
     return adv
 
 
 def passk_full_leftover_group(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
-    starts = list(range(0, n, k))  # BUG: the N mod k leftovers form a last, smaller group instead of getting 0
-    group_reward = torch.stack([rewards[:, s:s + k].amax(-1) for s in starts], dim=-1)  # [G, ceil(N / k)]
+    starts = list(
+        range(0, n, k)
+    )  # BUG: the N mod k leftovers form a last, smaller group instead of getting 0
+    group_reward = torch.stack(
+        [rewards[:, s : s + k].amax(-1) for s in starts], dim=-1
+    )  # [G, ceil(N / k)]
     adv = _normalise(group_reward, eps)
-    return torch.cat([adv[:, j:j + 1].expand(g, len(range(s, min(s + k, n)))) for j, s in enumerate(starts)], dim=-1)
+    return torch.cat(
+        [adv[:, j : j + 1].expand(g, len(range(s, min(s + k, n)))) for j, s in enumerate(starts)],
+        dim=-1,
+    )
 
 
 def passk_full_sample_std(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
     groups = n // k
-    group_reward = rewards[:, :groups * k].reshape(g, groups, k).amax(-1)
+    group_reward = rewards[:, : groups * k].reshape(g, groups, k).amax(-1)
     centered = group_reward - group_reward.mean(-1, keepdim=True)
-    std = group_reward.std(-1, keepdim=True)  # BUG: sample std over the groups (N/k - 1), not the population std
+    std = group_reward.std(
+        -1, keepdim=True
+    )  # BUG: sample std over the groups (N/k - 1), not the population std
     adv = torch.zeros_like(rewards)
-    adv[:, :groups * k] = torch.where(_spread(group_reward), centered / (std + eps), 0.0).repeat_interleave(k, dim=-1)
+    adv[:, : groups * k] = torch.where(
+        _spread(group_reward), centered / (std + eps), 0.0
+    ).repeat_interleave(k, dim=-1)
     return adv
 
 
-# ----------------------------------------------------------------------------- 4. passk_analytic_advantage
+# ---------------------------------------------------------------------- 4. passk_analytic_advantage
+
 
 def _closed_form(rewards, k, eps, mistake):
-    """The closed form row by row with math.comb, as a student might write it, with one `mistake` switched in."""
+    """The closed form row by row with math.comb, as a student might write it, with one `mistake`
+    switched in."""
     g, n = rewards.shape
     out = torch.zeros(g, n, dtype=torch.float64)
     for row in range(g):
         n_neg = int((rewards[row] == 0).sum())
-        failing = n - n_neg if mistake == "counts_correct" else n_neg  # BUG (counts_correct): C(N_pos, k)
+        failing = (
+            n - n_neg if mistake == "counts_correct" else n_neg
+        )  # BUG (counts_correct): C(N_pos, k)
         mean_group = torch.tensor(1 - math.comb(failing, k) / math.comb(n, k), dtype=torch.float64)
         sigma = (mean_group * (1 - mean_group)).sqrt()
         if mistake == "no_sqrt":
             sigma = mean_group * (1 - mean_group)  # BUG: the variance where the std goes
-        denominator = sigma if mistake == "no_guard" else sigma + eps  # BUG (no_guard): 0 / 0 on rows without signal
+        denominator = (
+            sigma if mistake == "no_guard" else sigma + eps
+        )  # BUG (no_guard): 0 / 0 on rows without signal
         if mistake == "off_by_one":
-            others_wrong = math.comb(n_neg, k - 1) / math.comb(n - 1, k - 1)  # BUG: counts the response itself
+            others_wrong = math.comb(n_neg, k - 1) / math.comb(
+                n - 1, k - 1
+            )  # BUG: counts the response itself
         else:
             others_wrong = math.comb(n_neg - 1, k - 1) / math.comb(n - 1, k - 1) if n_neg else 0.0
         adv_pos = (1 - mean_group) / denominator
         adv_neg = (1 - mean_group - others_wrong) / denominator
         if mistake == "neg_like_failed_group":
-            adv_neg = (0 - mean_group) / denominator  # BUG: as if a wrong response's groups all failed
+            adv_neg = (
+                0 - mean_group
+            ) / denominator  # BUG: as if a wrong response's groups all failed
         out[row] = torch.where(rewards[row] == 1, adv_pos, adv_neg)
     return out.to(rewards.dtype)
 
@@ -156,6 +199,7 @@ def passk_analytic_no_guard(rewards, *, k, eps=1e-6):
 
 # ----------------------------------------------------------------------------- 5. ppo_clip_loss
 
+
 def _token_mean(token_loss, mask):
     return (token_loss * mask).sum() / mask.sum()
 
@@ -163,14 +207,17 @@ def _token_mean(token_loss, mask):
 def ppo_same_side_clip(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28):
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
-    # BUG: the upper clip for every token; for A < 0 the clip that binds is the lower one (min of r A, clip(r) A)
+    # BUG: the upper clip for every token; for A < 0 the clip that binds is the lower one
+    # (min of r A, clip(r) A)
     return _token_mean(-torch.minimum(ratio, torch.tensor(1 + eps_high)) * a, mask)
 
 
 def ppo_swapped_eps(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28):
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
-    clipped = ratio.clamp(1 - eps_high, 1 + eps_low) * a  # BUG: eps_low and eps_high swapped: clip-lower
+    clipped = (
+        ratio.clamp(1 - eps_high, 1 + eps_low) * a
+    )  # BUG: eps_low and eps_high swapped: clip-lower
     return _token_mean(-torch.minimum(ratio * a, clipped), mask)
 
 
@@ -178,7 +225,9 @@ def ppo_sequence_mean(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
     token_loss = -torch.minimum(ratio * a, ratio.clamp(1 - eps_low, 1 + eps_high) * a)
-    per_response = (token_loss * mask).sum(1) / mask.sum(1)  # BUG: a mean per response first: sequence-mean
+    per_response = (token_loss * mask).sum(1) / mask.sum(
+        1
+    )  # BUG: a mean per response first: sequence-mean
     return per_response.mean()
 
 
@@ -196,7 +245,9 @@ def ppo_clip_only(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28):
 
 
 def ppo_detached_ratio(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28):
-    ratio = torch.exp(logp - old_logp).detach()  # BUG: the ratio detached: the right value, but no gradient at all
+    ratio = torch.exp(
+        logp - old_logp
+    ).detach()  # BUG: the ratio detached: the right value, but no gradient at all
     a = advantages[:, None]
     return _token_mean(-torch.minimum(ratio * a, ratio.clamp(1 - eps_low, 1 + eps_high) * a), mask)
 
@@ -205,18 +256,25 @@ def ppo_padding_counted(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
     token_loss = -torch.minimum(ratio * a, ratio.clamp(1 - eps_low, 1 + eps_high) * a)
-    return (token_loss * mask).sum() / mask.numel()  # BUG: divides by every position, padding included
+    return (
+        token_loss * mask
+    ).sum() / mask.numel()  # BUG: divides by every position, padding included
 
 
 # ----------------------------------------------------------------------------- 6. kl_k3
 
+
 def kl_k3_reversed(logp, ref_logp):
-    log_ratio = logp - ref_logp  # BUG: the ratio the other way up: not an unbiased estimate of KL(policy || ref)
+    log_ratio = (
+        logp - ref_logp
+    )  # BUG: the ratio the other way up: not an unbiased estimate of KL(policy || ref)
     return torch.exp(log_ratio) - log_ratio - 1
 
 
 def kl_k1(logp, ref_logp):
-    return logp - ref_logp  # BUG: k1, unbiased but negative on some tokens: a noisy penalty that can reward
+    return (
+        logp - ref_logp
+    )  # BUG: k1, unbiased but negative on some tokens: a noisy penalty that can reward
 
 
 def kl_k2(logp, ref_logp):
@@ -230,7 +288,10 @@ def kl_k3_no_minus_one(logp, ref_logp):
 
 # ----------------------------------------------------------------------------- 7. maze_reward
 
-def _walk(moves, maze, *, bounds=True, walls=True, stop_at_end=False, skip_unknown=False, must_end=True):
+
+def _walk(
+    moves, maze, *, bounds=True, walls=True, stop_at_end=False, skip_unknown=False, must_end=True
+):
     rows = maze.split("\n")
     row, col = next((r, line.index("S")) for r, line in enumerate(rows) if "S" in line)
     end = next((r, line.index("E")) for r, line in enumerate(rows) if "E" in line)
@@ -261,17 +322,21 @@ def _answer(response, last=True):
     if close < 0:
         return None
     start = response.rfind("<answer>", 0, close)
-    return None if start < 0 else response[start + len("<answer>"):close]
+    return None if start < 0 else response[start + len("<answer>") : close]
 
 
 def maze_first_answer(response, maze):
-    moves = _answer(response, last=False)  # BUG: the first <answer> counts; the model's last word is its answer
+    moves = _answer(
+        response, last=False
+    )  # BUG: the first <answer> counts; the model's last word is its answer
     return 0.0 if moves is None else _walk(moves, maze)
 
 
 def maze_ends_anywhere(response, maze):
     moves = _answer(response)
-    return 0.0 if moves is None else _walk(moves, maze, must_end=False)  # BUG: a walk that ends anywhere scores
+    return (
+        0.0 if moves is None else _walk(moves, maze, must_end=False)
+    )  # BUG: a walk that ends anywhere scores
 
 
 def maze_through_walls(response, maze):
@@ -281,22 +346,31 @@ def maze_through_walls(response, maze):
 
 def maze_wraps_around(response, maze):
     moves = _answer(response)
-    return 0.0 if moves is None else _walk(moves, maze, bounds=False)  # BUG: no bounds check: row -1 is the last row
+    return (
+        0.0 if moves is None else _walk(moves, maze, bounds=False)
+    )  # BUG: no bounds check: row -1 is the last row
 
 
 def maze_stops_at_end(response, maze):
     moves = _answer(response)
-    return 0.0 if moves is None else _walk(moves, maze, stop_at_end=True)  # BUG: reaching E scores, whatever follows
+    return (
+        0.0 if moves is None else _walk(moves, maze, stop_at_end=True)
+    )  # BUG: reaching E scores, whatever follows
 
 
 def maze_skips_unknown(response, maze):
     moves = _answer(response)
-    return 0.0 if moves is None else _walk(moves, maze, skip_unknown=True)  # BUG: stray characters are skipped
+    return (
+        0.0 if moves is None else _walk(moves, maze, skip_unknown=True)
+    )  # BUG: stray characters are skipped
 
 
 # ----------------------------------------------------------------------------- 8. logprob_backward
 
-def _softmax_grad(hidden, weight, targets, grad_logp, temperature, *, tempered_p=True, sign=1.0, onehot=True):
+
+def _softmax_grad(
+    hidden, weight, targets, grad_logp, temperature, *, tempered_p=True, sign=1.0, onehot=True
+):
     z = hidden @ weight.T / (temperature if tempered_p else 1.0)  # [M, V]
     p = z.softmax(-1)
     dz = -p * grad_logp[:, None]
@@ -311,17 +385,23 @@ def backward_missing_temperature(hidden, weight, targets, grad_logp, temperature
 
 
 def backward_sign_flipped(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, sign=-1.0)  # BUG: p - onehot: the loss's sign
+    dz = _softmax_grad(
+        hidden, weight, targets, grad_logp, temperature, sign=-1.0
+    )  # BUG: p - onehot: the loss's sign
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 
 def backward_untempered_softmax(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, tempered_p=False)  # BUG: softmax of h W^T
+    dz = _softmax_grad(
+        hidden, weight, targets, grad_logp, temperature, tempered_p=False
+    )  # BUG: softmax of h W^T
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 
 def backward_no_onehot(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, onehot=False)  # BUG: -p only, no onehot
+    dz = _softmax_grad(
+        hidden, weight, targets, grad_logp, temperature, onehot=False
+    )  # BUG: -p only, no onehot
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 
@@ -332,33 +412,97 @@ def backward_weight_untempered(hidden, weight, targets, grad_logp, temperature=1
 
 MUTANTS = {
     "pass_at_k_c_over_n": ("pass_at_k", pass_at_k_c_over_n, "the fraction correct, whatever k"),
-    "pass_at_k_with_replacement": ("pass_at_k", pass_at_k_with_replacement, "1 - (1 - c/n)^k: with replacement"),
-    "pass_at_k_off_by_one": ("pass_at_k", pass_at_k_off_by_one, "one factor too many in the product"),
-    "pass_at_k_float_binomials": ("pass_at_k", pass_at_k_float_binomials, "binomials as floats overflow"),
+    "pass_at_k_with_replacement": (
+        "pass_at_k",
+        pass_at_k_with_replacement,
+        "1 - (1 - c/n)^k: with replacement",
+    ),
+    "pass_at_k_off_by_one": (
+        "pass_at_k",
+        pass_at_k_off_by_one,
+        "one factor too many in the product",
+    ),
+    "pass_at_k_float_binomials": (
+        "pass_at_k",
+        pass_at_k_float_binomials,
+        "binomials as floats overflow",
+    ),
     "grpo_sample_std": ("grpo_advantage", grpo_sample_std, "sample std instead of population std"),
-    "grpo_no_eps": ("grpo_advantage", grpo_no_eps, "NaN, not 0, on rows where all rewards are equal"),
-    "grpo_batch_normalised": ("grpo_advantage", grpo_batch_normalised, "normalised over the batch, not per prompt"),
+    "grpo_no_eps": (
+        "grpo_advantage",
+        grpo_no_eps,
+        "NaN, not 0, on rows where all rewards are equal",
+    ),
+    "grpo_batch_normalised": (
+        "grpo_advantage",
+        grpo_batch_normalised,
+        "normalised over the batch, not per prompt",
+    ),
     "grpo_no_std": ("grpo_advantage", grpo_no_std, "no division by the std (Dr. GRPO)"),
-    "passk_full_group_mean": ("passk_full_advantage", passk_full_group_mean, "group reward is the mean, not the max"),
-    "passk_full_strided": ("passk_full_advantage", passk_full_strided, "groups strided, not in order"),
-    "passk_full_leftover_group": ("passk_full_advantage", passk_full_leftover_group,
-                                  "leftover responses form a group instead of getting 0"),
-    "passk_full_sample_std": ("passk_full_advantage", passk_full_sample_std, "sample std over the groups"),
-    "passk_analytic_off_by_one": ("passk_analytic_advantage", passk_analytic_off_by_one,
-                                  "C(N_neg, k-1) instead of C(N_neg - 1, k - 1)"),
-    "passk_analytic_neg_like_failed_group": ("passk_analytic_advantage", passk_analytic_neg_like_failed_group,
-                                             "a wrong response scored as an always-failing group"),
-    "passk_analytic_no_sqrt": ("passk_analytic_advantage", passk_analytic_no_sqrt, "the variance where the std goes"),
-    "passk_analytic_counts_correct": ("passk_analytic_advantage", passk_analytic_counts_correct,
-                                      "C(N_pos, k) where Eq. 11 has C(N_neg, k)"),
-    "passk_analytic_no_guard": ("passk_analytic_advantage", passk_analytic_no_guard, "NaN on rows without signal"),
-    "ppo_same_side_clip": ("ppo_clip_loss", ppo_same_side_clip, "the clip on the wrong side for negative advantages"),
+    "passk_full_group_mean": (
+        "passk_full_advantage",
+        passk_full_group_mean,
+        "group reward is the mean, not the max",
+    ),
+    "passk_full_strided": (
+        "passk_full_advantage",
+        passk_full_strided,
+        "groups strided, not in order",
+    ),
+    "passk_full_leftover_group": (
+        "passk_full_advantage",
+        passk_full_leftover_group,
+        "leftover responses form a group instead of getting 0",
+    ),
+    "passk_full_sample_std": (
+        "passk_full_advantage",
+        passk_full_sample_std,
+        "sample std over the groups",
+    ),
+    "passk_analytic_off_by_one": (
+        "passk_analytic_advantage",
+        passk_analytic_off_by_one,
+        "C(N_neg, k-1) instead of C(N_neg - 1, k - 1)",
+    ),
+    "passk_analytic_neg_like_failed_group": (
+        "passk_analytic_advantage",
+        passk_analytic_neg_like_failed_group,
+        "a wrong response scored as an always-failing group",
+    ),
+    "passk_analytic_no_sqrt": (
+        "passk_analytic_advantage",
+        passk_analytic_no_sqrt,
+        "the variance where the std goes",
+    ),
+    "passk_analytic_counts_correct": (
+        "passk_analytic_advantage",
+        passk_analytic_counts_correct,
+        "C(N_pos, k) where Eq. 11 has C(N_neg, k)",
+    ),
+    "passk_analytic_no_guard": (
+        "passk_analytic_advantage",
+        passk_analytic_no_guard,
+        "NaN on rows without signal",
+    ),
+    "ppo_same_side_clip": (
+        "ppo_clip_loss",
+        ppo_same_side_clip,
+        "the clip on the wrong side for negative advantages",
+    ),
     "ppo_swapped_eps": ("ppo_clip_loss", ppo_swapped_eps, "eps_low and eps_high swapped"),
-    "ppo_sequence_mean": ("ppo_clip_loss", ppo_sequence_mean, "sequence-mean where token-mean is asked"),
+    "ppo_sequence_mean": (
+        "ppo_clip_loss",
+        ppo_sequence_mean,
+        "sequence-mean where token-mean is asked",
+    ),
     "ppo_optimistic": ("ppo_clip_loss", ppo_optimistic, "max instead of min"),
     "ppo_clip_only": ("ppo_clip_loss", ppo_clip_only, "the clipped term without the min"),
     "ppo_detached_ratio": ("ppo_clip_loss", ppo_detached_ratio, "the ratio detached: no gradient"),
-    "ppo_padding_counted": ("ppo_clip_loss", ppo_padding_counted, "padding counted in the denominator"),
+    "ppo_padding_counted": (
+        "ppo_clip_loss",
+        ppo_padding_counted,
+        "padding counted in the denominator",
+    ),
     "kl_k3_reversed": ("kl_k3", kl_k3_reversed, "the log-ratio the other way up"),
     "kl_k1": ("kl_k3", kl_k1, "k1: logp - ref"),
     "kl_k2": ("kl_k3", kl_k2, "k2: half the squared log-ratio"),
@@ -366,12 +510,36 @@ MUTANTS = {
     "maze_first_answer": ("maze_reward", maze_first_answer, "the first <answer>, not the last"),
     "maze_ends_anywhere": ("maze_reward", maze_ends_anywhere, "a walk may end anywhere but E"),
     "maze_through_walls": ("maze_reward", maze_through_walls, "walls not checked"),
-    "maze_wraps_around": ("maze_reward", maze_wraps_around, "no bounds check: negative indices wrap"),
+    "maze_wraps_around": (
+        "maze_reward",
+        maze_wraps_around,
+        "no bounds check: negative indices wrap",
+    ),
     "maze_stops_at_end": ("maze_reward", maze_stops_at_end, "reaching E scores, whatever follows"),
-    "maze_skips_unknown": ("maze_reward", maze_skips_unknown, "unknown characters skipped, not refused"),
-    "backward_missing_temperature": ("logprob_backward", backward_missing_temperature, "the 1/T missing"),
-    "backward_sign_flipped": ("logprob_backward", backward_sign_flipped, "p - onehot: the sign flipped"),
-    "backward_untempered_softmax": ("logprob_backward", backward_untempered_softmax, "softmax without the 1/T"),
+    "maze_skips_unknown": (
+        "maze_reward",
+        maze_skips_unknown,
+        "unknown characters skipped, not refused",
+    ),
+    "backward_missing_temperature": (
+        "logprob_backward",
+        backward_missing_temperature,
+        "the 1/T missing",
+    ),
+    "backward_sign_flipped": (
+        "logprob_backward",
+        backward_sign_flipped,
+        "p - onehot: the sign flipped",
+    ),
+    "backward_untempered_softmax": (
+        "logprob_backward",
+        backward_untempered_softmax,
+        "softmax without the 1/T",
+    ),
     "backward_no_onehot": ("logprob_backward", backward_no_onehot, "the one-hot term missing"),
-    "backward_weight_untempered": ("logprob_backward", backward_weight_untempered, "the 1/T on grad_hidden only"),
+    "backward_weight_untempered": (
+        "logprob_backward",
+        backward_weight_untempered,
+        "the 1/T on grad_hidden only",
+    ),
 }

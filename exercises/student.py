@@ -19,12 +19,14 @@ docs/paper.md maps every equation number below to the paper (Chen et al. 2025, a
     7  maze_reward                the maze verifier: walk the moves from S to E
     8  logprob_backward           the backward of log_softmax(h W^T / T)[y] by hand (harder)
 """
+
 import math
 
 import torch
 
 
 # ----------------------------------------------------------------------------- 1. evaluation
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k (Chen et al. 2021): the probability that k samples drawn WITHOUT replacement
@@ -42,6 +44,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 # ----------------------------------------------------------------------------- 2-4. advantages
+
 
 def grpo_advantage(rewards: torch.Tensor, *, k: int = 1, eps: float = 1e-6) -> torch.Tensor:
     """Pass@1 advantage (GRPO, the paper's Eq. 1-3), one row per prompt:
@@ -90,8 +93,15 @@ def passk_analytic_advantage(rewards: torch.Tensor, *, k: int, eps: float = 1e-6
 
 # ----------------------------------------------------------------------------- 5-6. the loss
 
-def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                  eps_low: float = 0.2, eps_high: float = 0.28) -> torch.Tensor:
+
+def ppo_clip_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+) -> torch.Tensor:
     """PPO-clip with clip-higher (DAPO), averaged over tokens: the loss one mini-batch minimises.
 
     logp, old_logp: [R, L] log-probs of each response token under the current policy and under the
@@ -120,6 +130,7 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- 7. the verifier
 
+
 def maze_reward(response: str, maze: str) -> float:
     """1.0 if the moves of the LAST <answer>...</answer> in `response` walk from S to E, else 0.0.
 
@@ -135,8 +146,14 @@ def maze_reward(response: str, maze: str) -> float:
 
 # ----------------------------------------------------------------------------- 8. a backward by hand
 
-def logprob_backward(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, grad_logp: torch.Tensor,
-                     temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+
+def logprob_backward(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    grad_logp: torch.Tensor,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The backward of per-token log-probs, written by hand (what logprob.py's fused path does, in chunks).
 
     Forward: z = hidden @ weight.T / T   [M, V] logits;   logp[m] = log_softmax(z[m])[targets[m]]   [M].

@@ -1,4 +1,6 @@
-"""Grader for exercise 1, pass_at_k: hand values, every k-subset enumerated, the edge cases, large n."""
+"""Grader for exercise 1, pass_at_k: hand values, every k-subset enumerated, the edge cases, large
+n."""
+
 import itertools
 import math
 from fractions import Fraction
@@ -17,14 +19,22 @@ def by_enumeration(n, c, k):
     return sum(any(samples[i] for i in draw) for draw in draws) / len(draws)
 
 
-@pytest.mark.parametrize("n, c, k, expected, hint", [
-    (4, 1, 2, 0.5, "of the 6 pairs of 4 samples, 3 hold the one correct sample"),
-    (5, 2, 2, 0.7, "1 - C(3, 2)/C(5, 2) = 1 - 3/10"),
-    (10, 3, 4, 1 - 35 / 210, "1 - C(7, 4)/C(10, 4) = 1 - 35/210"),
-])
+@pytest.mark.parametrize(
+    "n, c, k, expected, hint",
+    [
+        (4, 1, 2, 0.5, "of the 6 pairs of 4 samples, 3 hold the one correct sample"),
+        (5, 2, 2, 0.7, "1 - C(3, 2)/C(5, 2) = 1 - 3/10"),
+        (10, 3, 4, 1 - 35 / 210, "1 - C(7, 4)/C(10, 4) = 1 - 35/210"),
+    ],
+)
 def test_hand_values(impl, n, c, k, expected, hint):
     got = call(impl.pass_at_k, n, c, k)
-    expect_float(got, expected, f"pass_at_k(n={n}, c={c}, k={k})", hint=hint + "; draws are without replacement")
+    expect_float(
+        got,
+        expected,
+        f"pass_at_k(n={n}, c={c}, k={k})",
+        hint=hint + "; draws are without replacement",
+    )
 
 
 def test_equals_enumerating_every_draw(impl):
@@ -32,8 +42,13 @@ def test_equals_enumerating_every_draw(impl):
         for c in range(n + 1):
             for k in range(1, n + 1):
                 got = call(impl.pass_at_k, n, c, k)
-                expect_float(got, by_enumeration(n, c, k), f"pass_at_k(n={n}, c={c}, k={k})",
-                             hint="the exact share of the C(n, k) draws of k samples that hold a correct one")
+                expect_float(
+                    got,
+                    by_enumeration(n, c, k),
+                    f"pass_at_k(n={n}, c={c}, k={k})",
+                    hint="the exact share of the C(n, k) draws of k samples that hold a correct "
+                    "one",
+                )
 
 
 def test_k_equal_1_is_the_fraction_correct(impl):
@@ -41,19 +56,30 @@ def test_k_equal_1_is_the_fraction_correct(impl):
         expect_float(call(impl.pass_at_k, n, c, 1), c / n, f"pass_at_k(n={n}, c={c}, k=1)")
 
 
-@pytest.mark.parametrize("n, c, k, expected, why", [
-    (16, 0, 4, 0.0, "no correct sample: no draw can hold one"),
-    (16, 16, 4, 1.0, "every sample correct"),
-    (16, 14, 4, 1.0, "n - c = 2 < k = 4: every draw of 4 holds a correct sample"),
-    (16, 1, 16, 1.0, "k = n draws every sample, so the one correct one too"),
-])
+@pytest.mark.parametrize(
+    "n, c, k, expected, why",
+    [
+        (16, 0, 4, 0.0, "no correct sample: no draw can hold one"),
+        (16, 16, 4, 1.0, "every sample correct"),
+        (16, 14, 4, 1.0, "n - c = 2 < k = 4: every draw of 4 holds a correct sample"),
+        (16, 1, 16, 1.0, "k = n draws every sample, so the one correct one too"),
+    ],
+)
 def test_edge_cases(impl, n, c, k, expected, why):
-    expect_float(call(impl.pass_at_k, n, c, k), expected, f"pass_at_k(n={n}, c={c}, k={k})", hint=why)
+    expect_float(
+        call(impl.pass_at_k, n, c, k), expected, f"pass_at_k(n={n}, c={c}, k={k})", hint=why
+    )
 
 
 def test_large_n_stays_exact(impl):
     for n, c, k in [(2000, 1000, 100), (3000, 7, 1000), (1000, 1, 999)]:
         exact = float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
         got = call(impl.pass_at_k, n, c, k)
-        expect_float(got, exact, f"pass_at_k(n={n}, c={c}, k={k})", tol=1e-9,
-                     hint="C(3000, 1000) does not fit in a float: use the product of (1 - k/i), i = n-c+1..n")
+        expect_float(
+            got,
+            exact,
+            f"pass_at_k(n={n}, c={c}, k={k})",
+            tol=1e-9,
+            hint="C(3000, 1000) does not fit in a float: use the product of (1 - k/i), i = "
+            "n-c+1..n",
+        )

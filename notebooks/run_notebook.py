@@ -1,4 +1,5 @@
-"""Run a notebook top to bottom and save it with its outputs: how the committed outputs are made (a dev tool).
+"""Run a notebook top to bottom and save it with its outputs: how the committed outputs are made (a
+dev tool).
 
     pip install nbclient ipykernel                   # Jupyter machinery: only this script needs it
     python notebooks/run_notebook.py                 # notebooks/passk_walkthrough.ipynb, in place
@@ -6,9 +7,9 @@
 
 The kernel starts in a fresh temporary directory with PASSK_ROOT naming this repository (as
 tests/test_notebook.py does), so the run writes nothing into the repository but the notebook itself.
-The notebook prints its own CPU time in its last cell. Runs are deterministic on one machine; another
-CPU gives slightly different numbers (docs/design.md, Conventions).
-"""
+The notebook prints its own CPU time in its last cell. Runs are deterministic on one machine;
+another CPU gives slightly different numbers (docs/design.md, Conventions)."""
+
 import os
 import sys
 import tempfile
@@ -26,8 +27,13 @@ def run(path: Path, timeout_s: int = 1800):
     os.environ["PASSK_ROOT"] = str(REPO)
     os.environ.pop("PASSK_FAST", None)  # the full run
     with tempfile.TemporaryDirectory() as workdir:
-        client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3", record_timing=False,
-                                resources={"metadata": {"path": workdir}})
+        client = NotebookClient(
+            notebook,
+            timeout=timeout_s,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": workdir}},
+        )
         started = time.time()
         client.execute()
     nbformat.write(notebook, path)

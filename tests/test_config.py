@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+import build
 import config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -14,8 +16,9 @@ TINY = os.path.join(REPO, "configs", "tiny.yaml")
 
 
 def run_cli(*args):
+    """train.py in the test's own working directory (tests/conftest.py): its runs/ is the test's."""
     return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+                          timeout=120)
 
 
 def tiny_config(tmp_path, *overrides):
@@ -119,3 +122,43 @@ def test_broken_yaml_and_an_unwritable_run_directory_are_one_line_errors(tmp_pat
     message = result.stderr.strip()
     assert result.returncode != 0 and "Traceback" not in message and len(message.splitlines()) == 1
     assert "cannot write the run directory" in message
+
+
+def test_a_bad_config_is_named_before_an_earlier_run_in_the_way(tmp_path):
+    """Both hold: the config's error comes first (fixing it is what the user came to do)."""
+    run_dir = tmp_path / "tiny"
+    run_dir.mkdir()
+    (run_dir / "latest").write_text("ckpt_2")
+    (run_dir / "ckpt_2").mkdir()
+    for bad in (["--rl.k", "8"], ["--task.min_size", "3", "--task.max_size", "3", "--task.n_heldout", "500"]):
+        message = run_cli("--config", TINY, "--run.out_dir", str(tmp_path), *bad).stderr.strip()
+        assert "already holds a run" not in message and len(message.splitlines()) == 1, message
+    assert "already holds a run" in run_cli("--config", TINY, "--run.out_dir", str(tmp_path)).stderr
+
+
+def test_a_run_that_fails_while_building_its_task_leaves_nothing_behind(tmp_path):
+    bad = ["--task.min_size", "3", "--task.max_size", "3", "--task.n_heldout", "500"]
+    result = run_cli("--config", TINY, "--run.out_dir", str(tmp_path), *bad)
+    assert result.returncode != 0 and "only 60 distinct problems" in result.stderr
+    assert not (tmp_path / "tiny").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_device_this_machine_lacks_is_one_line_that_names_what_it_has(tmp_path):
+    result = run_cli("--config", TINY, "--run.out_dir", str(tmp_path), "--run.device", "cuda")
+    message = result.stderr.strip()
+    assert result.returncode != 0 and "Traceback" not in message and len(message.splitlines()) == 1
+    assert "run.device cuda" in message and "it has cpu" in message
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_a_config_file_given_without_config_is_suggested():
+    result = run_cli(TINY)
+    assert result.returncode != 0 and f"did you mean --config {TINY}?" in result.stderr
+
+
+def test_the_task_registry_is_checked_before_anything_is_built(tmp_path):
+    cfg, _ = config.parse_args(["--config", TINY, "--task.name", "sudoku"])  # the config alone: fine
+    assert cfg.task.name == "sudoku"
+    with pytest.raises(config.ConfigError, match="task.name 'sudoku' is unknown; known: maze"):
+        build.parse_config(["--config", TINY, "--task.name", "sudoku"])

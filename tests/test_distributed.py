@@ -17,6 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import build
+
 import config
 import train
 from test_hf_policy import hf_dirs  # noqa: F401  (session fixture: tiny random Qwen2 and Llama folders)
@@ -159,7 +161,7 @@ def test_fsdp2_ranks_make_the_single_process_update_and_write_shards(fsdp_runs, 
     assert_same_metrics(metrics(single), metrics(fsdp), rel=1e-5)
     assert sorted(os.listdir(fsdp / "ckpt_1" / "shards")) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert not any(name.endswith(".tmp-ranks") for name in os.listdir(fsdp))
-    _, policy, _, _ = config.load_for_eval(str(fsdp))  # the export is an ordinary Hugging Face folder
+    _, policy, _, _ = build.load_for_eval(str(fsdp))  # the export is an ordinary Hugging Face folder
     assert torch.equal(policy.lm_head.weight, weights(fsdp / "ckpt_2")["model.embed_tokens.weight"])
 
 

@@ -1,14 +1,17 @@
 """pass@k: the unbiased estimator against brute-force enumeration of all k-subsets; plots of several runs."""
+
 import itertools
 import json
 import math
 import os
 import subprocess
 import sys
+from fractions import Fraction
 
 import pytest
 
 import eval as evaluation
+import plots
 from eval import pass_at_k, powers_of_two
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,26 +47,119 @@ def test_powers_of_two():
 
 
 def test_plot_of_several_runs_draws_one_figure_labelled_by_advantage_and_k(tmp_path):
-    for name, rl in (("a", "rl: {advantage: passk_analytic, k: 4}\n"),
-                     ("b", "rl: {schedule: [{until_step: 2, advantage: passk_analytic, k: 4}, "
-                           "{until_step: 4, advantage: grpo, k: 1}]}\n")):
+    for name, rl in (
+        ("a", "rl: {advantage: passk_analytic, k: 4}\n"),
+        (
+            "b",
+            "rl: {schedule: [{until_step: 2, advantage: passk_analytic, k: 4}, "
+            "{until_step: 4, advantage: grpo, k: 1}]}\n",
+        ),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text(rl)
         rows = [{"step": s, "eval/pass@1": 0.1 * s, "eval/pass@2": 0.15 * s} for s in (0, 2, 4)]
         (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert evaluation.run_label(tmp_path / "b") == "b: passk_analytic k=4 -> grpo k=1"
-    result = subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), "--plot", str(tmp_path / "a"),
-                             str(tmp_path / "b")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert plots.run_label(tmp_path / "b") == "b: passk_analytic k=4 -> grpo k=1"
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "eval.py"),
+            "--plot",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     figure = tmp_path / "compare_a_vs_b.png"
     assert figure.stat().st_size > 0 and str(figure) in result.stdout
-    missing = subprocess.run([sys.executable, os.path.join(REPO, "eval.py"), "--plot", str(tmp_path / "a"),
-                              str(tmp_path / "nope")], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr
+    missing = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "eval.py"),
+            "--plot",
+            str(tmp_path / "a"),
+            str(tmp_path / "nope"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert (
+        missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr
+    )
 
 
 def test_the_summary_leaves_out_the_before_row_when_there_was_no_before_eval():
     after = {"eval/pass@1": 0.5, "eval/pass@2": 0.75, "eval/greedy": 0.5}
     table = evaluation.summary_table({}, after, [1, 2])
-    assert "before RL" not in table and "nan" not in table and "| after RL | 50.0 | 75.0 | 50.0 |" in table
-    assert "| before RL | 25.0 |" in evaluation.summary_table({**after, "eval/pass@1": 0.25}, after, [1, 2])
+    assert (
+        "before RL" not in table
+        and "nan" not in table
+        and "| after RL | 50.0 | 75.0 | 50.0 |" in table
+    )
+    assert "| before RL | 25.0 |" in evaluation.summary_table(
+        {**after, "eval/pass@1": 0.25}, after, [1, 2]
+    )
+
+
+def exact_pass_at_k(n, c, k):
+    """1 - C(n-c, k) / C(n, k) in exact rational arithmetic, as prod_{i=n-c+1}^{n} (1 - k/i)."""
+    rest = Fraction(1)
+    for i in range(n - c + 1, n + 1):
+        rest *= 1 - Fraction(k, i)
+    return 1 - rest
+
+
+@pytest.mark.parametrize(
+    "n, c, k",
+    [(10**7, 1, 1), (10**7, 2, 1), (10**7, 3, 1), (10**7, 1, 2), (10**7, 5, 7), (10**4, 1, 1)],
+)
+def test_pass_at_k_keeps_its_relative_precision_on_tiny_values(n, c, k):
+    """1 - exp(x) lost 5.3e-10 relative at n = 1e7, c = k = 1 (1.6e-10 at c = 3); -expm1(x) keeps
+    about 1e-16."""
+    exact = exact_pass_at_k(n, c, k)
+    assert abs(Fraction(pass_at_k(n, c, k)) - exact) / exact < 1e-14
+
+
+def test_cover_at_tau_against_a_hand_count():
+    # n = 4: c/n = 0, .25, .25, .5, .75, 1 -> c >= 1: 5 of 6; c >= 2: 3; c >= 3: 2; c = 4: 1
+    correct = [0, 1, 1, 2, 3, 4]
+    assert [evaluation.cover_at(correct, 4, tau) for tau in (0.25, 0.5, 0.75, 1.0)] == [
+        5 / 6,
+        3 / 6,
+        2 / 6,
+        1 / 6,
+    ]
+    # exact at the threshold: 9 of 12 is 0.75 (a float c/n >= tau can go either way on such ties)
+    assert evaluation.cover_at([9, 8], 12, 0.75) == 0.5 and evaluation.cover_at([3], 10, 0.3) == 1.0
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="cover_at"):
+            evaluation.cover_at(correct, 4, bad)
+    with pytest.raises(ValueError, match="cover_at"):
+        evaluation.cover_at([5], 4, 0.5)
+
+
+def test_evaluate_returns_cover_beside_pass_at_k_from_the_same_samples(monkeypatch):
+    counts = [0, 1, 1, 2, 3, 4]
+    monkeypatch.setattr(
+        evaluation,
+        "sample_and_score",
+        lambda *a, n, **kw: (counts if n == 4 else [1] * 6, 0.5, 3.0),
+    )
+    metrics = evaluation.evaluate(None, None, [None] * 6, "maze", n=4, max_new_tokens=8, ks=[1, 4])
+    assert metrics["eval/pass@1"] == pytest.approx(sum(counts) / 24)
+    assert [metrics[f"eval/cover@{t}"] for t in ("0.25", "0.5", "0.75", "1")] == [
+        5 / 6,
+        3 / 6,
+        2 / 6,
+        1 / 6,
+    ]
+    assert metrics["eval/greedy"] == 1.0
+    table = evaluation.summary_table({}, metrics, [1, 4])
+    assert "| | pass@1 | pass@4 | greedy | cover@0.25 | cover@0.5 | cover@0.75 | cover@1 |" in table
+    assert table.splitlines()[-1].endswith("| 100.0 | 83.3 | 50.0 | 33.3 | 16.7 |")

@@ -17,11 +17,15 @@ import transformers
 from tokenizers import Tokenizer, decoders, models as bpe_models, pre_tokenizers, trainers
 
 import checkpoint
+import build
 import config
+import optim
 import eval as evaluation
 import tasks
+import ppo
 import train
-from hf_policy import HFTokenizer, load_hf
+from hf_policy import load_hf
+from hf_tokenizer import HFTokenizer
 from rollout import generate, left_pad
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,17 +232,17 @@ def math_config(tmp_path, hf_dir, *overrides):
 
 def test_two_rl_steps_change_the_weights_and_the_checkpoint_reloads(hf_dirs, tmp_path, monkeypatch):
     # a random model never solves a problem: rewards alternating over responses give the advantages a signal
-    monkeypatch.setattr(train.reward, "score_batch", lambda task, texts, golds, **_: [i % 2 * 1.0 for i in
+    monkeypatch.setattr(ppo.reward, "score_batch", lambda task, texts, golds, **_: [i % 2 * 1.0 for i in
                                                                                        range(len(texts))])
     cfg = math_config(tmp_path, hf_dirs["qwen"])
     device = torch.device("cpu")
-    task = config.build_task(cfg)
-    policy, tokenizer = config.build_policy(cfg, device)
-    reference = config.build_policy(cfg, device)[0]  # as train.train builds it when kl_coef > 0
+    task = build.build_task(cfg)
+    policy, tokenizer = build.build_policy(cfg, device)
+    reference = build.build_policy(cfg, device)[0]  # as train.train builds it when kl_coef > 0
     reference.load_state_dict(policy.state_dict())
     reference.requires_grad_(False).eval()
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    optimizer = train.make_optimizer(policy, cfg.rl.lr, 0.0)
+    optimizer = optim.make_optimizer(policy, cfg.rl.lr, 0.0)
     for step in range(2):
         metrics = train.rl_step(step, cfg, policy, reference, optimizer, task, tokenizer, device)
         assert metrics["train/skipped_updates"] == 0 and metrics["train/adv_abs"] > 0
@@ -250,7 +254,7 @@ def test_two_rl_steps_change_the_weights_and_the_checkpoint_reloads(hf_dirs, tmp
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
     for name, tensor in reloaded.state_dict().items():
         assert torch.equal(tensor, policy.model.state_dict()[name]), name
-    _, loaded_policy, loaded_tokenizer, _ = config.load_for_eval(str(tmp_path / "run"))
+    _, loaded_policy, loaded_tokenizer, _ = build.load_for_eval(str(tmp_path / "run"))
     assert loaded_tokenizer.encode_prompt(PROMPTS[0]) == tokenizer.encode_prompt(PROMPTS[0])
     fresh, _ = load(hf_dirs, "qwen")
     fresh.load_weights(saved)  # the warm start's reload path
@@ -374,16 +378,16 @@ def test_bad_bytes_odd_answers_and_overlong_prompts_are_refused_with_file_and_li
     long.write_text("".join(json.dumps({"prompt": f"{i}+1?" + " and" * (6000 if i == 3 else 1), "answer": str(i + 1)})
                             + "\n" for i in range(12)))
     cfg = math_config(tmp_path, hf_dirs["qwen"], "--task.train_file", str(long))
-    policy, tokenizer = config.build_policy(cfg, torch.device("cpu"))
+    policy, tokenizer = build.build_policy(cfg, torch.device("cpu"))
     with pytest.raises(config.ConfigError, match=f"{long}:4: the prompt is [0-9]+ tokens, more than the 500 the "
                                                  f"model's 512 positions leave"):
-        config.check_prompt_lengths(cfg, config.build_task(cfg), tokenizer, policy.context_length)
+        build.check_prompt_lengths(cfg, build.build_task(cfg), tokenizer, policy.context_length)
 
 
 def test_chat_formatting_without_a_chat_template_is_a_one_line_error(hf_dirs, tmp_path):
     cfg = math_config(tmp_path, hf_dirs["llama"])  # the base-like model's tokenizer has no template
     with pytest.raises(config.ConfigError) as error:
-        config.build_policy(cfg, torch.device("cpu"))
+        build.build_policy(cfg, torch.device("cpu"))
     message = str(error.value)
     assert len(message.splitlines()) == 1 and "no chat template" in message and hf_dirs["llama"] in message
 

@@ -18,10 +18,13 @@ import transformers
 from safetensors.torch import load_file
 
 import checkpoint
+import build
 import config
+import optim
 import distributed
 import hf_policy
 import logprob
+import ppo
 import train
 import warm_start
 from hf_policy import HFPolicy, LoraOptions, load_hf
@@ -52,7 +55,7 @@ def lora_config(tmp_path, hf_dir, *overrides):
 
 def alternating_rewards(monkeypatch):
     """A random model never solves a problem: rewards alternating over responses give every prompt a signal."""
-    monkeypatch.setattr(train.reward, "score_batch", lambda task, texts, golds, **_: [i % 2 * 1.0 for i in
+    monkeypatch.setattr(ppo.reward, "score_batch", lambda task, texts, golds, **_: [i % 2 * 1.0 for i in
                                                                                        range(len(texts))])
 
 
@@ -64,8 +67,8 @@ def test_an_rl_step_changes_only_the_adapters(hf_dirs, tmp_path, monkeypatch, na
     cfg = lora_config(tmp_path, hf_dirs[name], "--model.chat", str(name == "qwen").lower(),
                       "--model.base_dtype", base_dtype)
     device = torch.device("cpu")
-    task = config.build_task(cfg)
-    policy, tokenizer = config.build_policy(cfg, device)
+    task = build.build_task(cfg)
+    policy, tokenizer = build.build_policy(cfg, device)
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     adapters = adapter_names(policy)
     assert adapters and {n for n, p in policy.named_parameters() if p.requires_grad} == adapters
@@ -73,7 +76,7 @@ def test_an_rl_step_changes_only_the_adapters(hf_dirs, tmp_path, monkeypatch, na
     assert {p.dtype for n, p in policy.named_parameters() if n not in adapters} == {base_type}
     assert {p.dtype for n, p in policy.named_parameters() if n in adapters} == {torch.float32}
     assert policy.compute_dtype == base_type  # a bf16 base computes under bf16 autocast, even on the CPU
-    optimizer = train.make_optimizer(policy, cfg.rl.lr, 0.0)
+    optimizer = optim.make_optimizer(policy, cfg.rl.lr, 0.0)
     metrics = train.rl_step(0, cfg, policy, None, optimizer, task, tokenizer, device)
     assert metrics["train/skipped_updates"] == 0 and metrics["train/adv_abs"] > 0
     changed = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
@@ -136,7 +139,7 @@ def test_the_adapter_checkpoint_reloads_with_peft_merges_and_evaluates(hf_dirs, 
         torch.testing.assert_close(reloaded, trained, atol=1e-6, rtol=0)
         merged, _ = HFPolicy(with_peft.merge_and_unload())(*batch, valid_vocab=tokenizer.vocab_size)
         torch.testing.assert_close(merged, trained, atol=1e-5, rtol=0)  # float32: merging only reorders sums
-        _, for_eval, _, _ = config.load_for_eval(str(tmp_path / "run"))  # eval.py --ckpt's path
+        _, for_eval, _, _ = build.load_for_eval(str(tmp_path / "run"))  # eval.py --ckpt's path
         evaluated, _ = for_eval.eval()(*batch, valid_vocab=tokenizer.vocab_size)
     torch.testing.assert_close(evaluated, trained, atol=1e-6, rtol=0)
     assert not torch.equal(trained, HFPolicy(base)(*batch, valid_vocab=tokenizer.vocab_size)[0])  # adapters matter
@@ -179,24 +182,24 @@ def test_a_resumed_lora_run_continues_with_the_same_metrics(hf_dirs, tmp_path, m
 def test_with_a_kl_term_the_reference_is_the_base_model_and_no_row_is_skipped(hf_dirs, tmp_path, monkeypatch,
                                                                               kl_coef):
     # prompt 0: every response right (silent, advantages all 0); prompt 1: alternating (a signal)
-    monkeypatch.setattr(train.reward, "score_batch", lambda task, texts, golds, **_: [
+    monkeypatch.setattr(ppo.reward, "score_batch", lambda task, texts, golds, **_: [
         1.0 if i < len(texts) // 2 else i % 2 * 1.0 for i in range(len(texts))])
     batches = []
-    real_update = train.ppo_update
-    monkeypatch.setattr(train, "ppo_update", lambda cfg, policy, batch, rows: batches.append(batch) or
+    real_update = ppo.ppo_update
+    monkeypatch.setattr(ppo, "ppo_update", lambda cfg, policy, batch, rows: batches.append(batch) or
                         real_update(cfg, policy, batch, rows))
     cfg = lora_config(tmp_path, hf_dirs["qwen"], "--rl.kl_coef", str(kl_coef))
     policy, tokenizer = load_lora(hf_dirs, "qwen")
     reference = policy.without_adapters() if kl_coef > 0 else None  # as train.train builds it
-    optimizer = train.make_optimizer(policy, cfg.rl.lr, 0.0)
-    metrics = train.rl_step(0, cfg, policy, reference, optimizer, config.build_task(cfg), tokenizer,
+    optimizer = optim.make_optimizer(policy, cfg.rl.lr, 0.0)
+    metrics = train.rl_step(0, cfg, policy, reference, optimizer, build.build_task(cfg), tokenizer,
                             torch.device("cpu"))
     batch = batches[0]
-    assert metrics["train/zero_adv_frac"] == 0.5
+    assert metrics["train/zero_advantage_frac"] == 0.5
     if kl_coef == 0:  # the contrast: without a KL term the silent prompt skips the forward and backward
-        assert batch.skip_silent and batch.ref_logp is None and metrics["train/updated_rows_frac"] == 0.5
+        assert batch.skip_zero_advantage and batch.ref_logp is None and metrics["train/updated_rows_frac"] == 0.5
         return
-    assert not batch.skip_silent and metrics["train/updated_rows_frac"] == 1.0 and metrics["train/kl_ref"] > 0
+    assert not batch.skip_zero_advantage and metrics["train/updated_rows_frac"] == 1.0 and metrics["train/kl_ref"] > 0
     base, _ = load_hf(hf_dirs["qwen"], "cpu", chat=True)  # the model without any adapters
     with torch.no_grad():
         expected, _ = base.eval()(batch.input_ids, batch.attention_mask, batch.response_mask,

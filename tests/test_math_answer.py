@@ -65,7 +65,7 @@ RULES = [
     ("1000", r"\boxed{1,001}", False),
     ("14916", r"\boxed{14{,}916}", True),
     ("32349", r"\boxed{32,\! 349}", True),
-    ("32349", r"\boxed{32, 349}", False),            # with a space: two answers
+    ("32349", r"\boxed{32, 349}", False),  # with a space: two answers
     ("7425000", "7,425,000", True),
     ("1000", "1 000", True),
     # units, degrees, percent (policy: the sign or unit is dropped)
@@ -110,15 +110,23 @@ RULES = [
     ("3, 5", r"\boxed{5, 3}", True),
     ("3, 5", r"\boxed{3, 5, 7}", False),
     ("1, 2, 3", "so the terms are $1, 2, 3$.", True),
-    ("1, 2, 3", "so the terms are $1, 2, 3, ...$", False),     # "..." is not a full stop
+    ("1, 2, 3", "so the terms are $1, 2, 3, ...$", False),  # "..." is not a full stop
     ("6 and 8", r"\boxed{6,8}", True),
     (r"\boxed{1} \text{ and } \boxed{2}", r"$\boxed{2,1}$", True),
     (r"\boxed{1}, \boxed{2}", r"\boxed{1} no no no no no \boxed{2}", False),
     (r"1 \pm \sqrt{2}", r"\boxed{1 + \sqrt{2}, 1 - \sqrt{2}}", True),
     (r"1 \pm \sqrt{2}", r"\boxed{1 + \sqrt{2}}", False),
     # matrices
-    (r"$\begin{pmatrix}1&2\\3&4\end{pmatrix}$", r"\boxed{\begin{bmatrix}1&2\\3&4\end{bmatrix}}", True),
-    (r"$\begin{pmatrix}1&2\\3&4\end{pmatrix}$", r"\boxed{\begin{bmatrix}1&2\\3&5\end{bmatrix}}", False),
+    (
+        r"$\begin{pmatrix}1&2\\3&4\end{pmatrix}$",
+        r"\boxed{\begin{bmatrix}1&2\\3&4\end{bmatrix}}",
+        True,
+    ),
+    (
+        r"$\begin{pmatrix}1&2\\3&4\end{pmatrix}$",
+        r"\boxed{\begin{bmatrix}1&2\\3&5\end{bmatrix}}",
+        False,
+    ),
     # multiple-choice letters
     ("C", r"The answer is \boxed{C}", True),
     ("C", r"The answer is \boxed{D}", False),
@@ -140,28 +148,35 @@ def test_rule(gold, pred, expected):
     assert verify(gold, pred) is expected
 
 
-@pytest.mark.parametrize("text, answer", [
-    (r"so $x = 2$ and finally \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),                 # the last box
-    (r"\boxed{1} then \boxed{\frac{3}{\sqrt{4}}}", r"\frac{3}{\sqrt{4}}"),              # nested braces
-    (r"we get \boxed 5.", "5."),
-    (r"\fbox{7}", "7"),
-    (r"The final answer is $28\%$. I hope it is correct.", r"28\%"),
-    ("Final Answer: The largest $n$ is 34.", "34"),
-    ("Natalia sold 48/2 = 24 clips.\n#### 72", "72"),
-    (r"First $x=1$, then $y = 2$.", "y = 2"),
-    (r"\( 9 \)", "9"),
-    (r"\[ 9 \]", "9"),
-    ("$$ 9 $$", "9"),
-])
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        (r"so $x = 2$ and finally \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),  # the last box
+        (r"\boxed{1} then \boxed{\frac{3}{\sqrt{4}}}", r"\frac{3}{\sqrt{4}}"),  # nested braces
+        (r"we get \boxed 5.", "5."),
+        (r"\fbox{7}", "7"),
+        (r"The final answer is $28\%$. I hope it is correct.", r"28\%"),
+        ("Final Answer: The largest $n$ is 34.", "34"),
+        ("Natalia sold 48/2 = 24 clips.\n#### 72", "72"),
+        (r"First $x=1$, then $y = 2$.", "y = 2"),
+        (r"\( 9 \)", "9"),
+        (r"\[ 9 \]", "9"),
+        ("$$ 9 $$", "9"),
+    ],
+)
 def test_extraction_finds_the_final_answer(text, answer):
     assert math_answer.extract_answers(text)[0][0] == answer
 
 
 def test_extraction_needs_a_complete_box_and_single_line_inline_math():
     assert math_answer._boxed_spans(r"\boxed{1") == []
-    assert [content for _, _, content in math_answer._boxed_spans(r"\boxed{\boxed{2}} \boxed{3}")] == [r"\boxed{2}", "3"]
+    assert [
+        content for _, _, content in math_answer._boxed_spans(r"\boxed{\boxed{2}} \boxed{3}")
+    ] == [r"\boxed{2}", "3"]
     assert math_answer._math_spans("Answer $ \n 9 \n $") == []
-    assert [content for _, _, content in math_answer._math_spans("Answer $$ \n 9 \n $$")] == [" \n 9 \n "]
+    assert [content for _, _, content in math_answer._math_spans("Answer $$ \n 9 \n $$")] == [
+        " \n 9 \n "
+    ]
     assert [content for _, _, content in math_answer._math_spans(r"costs \$5, so $x$")] == ["x"]
 
 
@@ -169,34 +184,51 @@ def test_gsm8k_and_bare_numbers():
     assert verify("72", "She sold 48 + 24 = 72 clips.\n#### 72")
     assert not verify("72", "She sold 48 + 24 = 72 clips.\n#### 71")
     assert verify("1000.99", "the number is not 10 which is 1,000.99€")
-    assert verify("2", "AZYUK2A") is False         # a digit inside a word is not a number
+    assert verify("2", "AZYUK2A") is False  # a digit inside a word is not a number
 
 
-@pytest.mark.parametrize("text, value", [
-    (r"\frac{1}{2}", sympy.Rational(1, 2)),
-    (r"\frac12", sympy.Rational(1, 2)),
-    (r"\sqrt[3]{8}", sympy.Integer(2)),
-    (r"2^{10}", sympy.Integer(1024)),
-    (r"2^3^2", sympy.Integer(512)),                  # right-associative
-    (r"-2^2", sympy.Integer(-4)),
-    (r"\binom{6}{3}", sympy.Integer(20)),
-    (r"\left| -3 \right|", sympy.Integer(3)),
-    (r"\lfloor 2.5 \rfloor", sympy.Integer(2)),
-    (r"3 \cdot 4 \div 6", sympy.Integer(2)),
-    (r"\log_2 8", sympy.Integer(3)),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        (r"\frac{1}{2}", sympy.Rational(1, 2)),
+        (r"\frac12", sympy.Rational(1, 2)),
+        (r"\sqrt[3]{8}", sympy.Integer(2)),
+        (r"2^{10}", sympy.Integer(1024)),
+        (r"2^3^2", sympy.Integer(512)),  # right-associative
+        (r"-2^2", sympy.Integer(-4)),
+        (r"\binom{6}{3}", sympy.Integer(20)),
+        (r"\left| -3 \right|", sympy.Integer(3)),
+        (r"\lfloor 2.5 \rfloor", sympy.Integer(2)),
+        (r"3 \cdot 4 \div 6", sympy.Integer(2)),
+        (r"\log_2 8", sympy.Integer(3)),
+    ],
+)
 def test_parser_values(text, value):
     parsed = latex.parse(text)
     parsed = parsed.value if isinstance(parsed, latex.Decimal) else parsed
     assert sympy.simplify(parsed - value) == 0
 
 
-@pytest.mark.parametrize("text", [
-    r"9^{9^{9^{9}}}", "9^9^9^9", r"2^{2^{2^{2^{2}}}}", r"\sqrt{2}^{10^{9}}", r"(10^{6})!",
-    r"100000!", r"\binom{10^{6}}{500000}", "{" * 50 + "1" + "}" * 50, "-" * 60 + "1", "1" * 1_001,
-    r"\frac{1}{0}", r"\begin{vmatrix}a&b&c&d\\e&f&g&h\\i&j&k&l\\m&n&o&p\end{vmatrix}",
-    r"\begin{pmatrix}x&y\\y&x\end{pmatrix}^{8}", "__import__('os')", r"\unknowncommand{1}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        r"9^{9^{9^{9}}}",
+        "9^9^9^9",
+        r"2^{2^{2^{2^{2}}}}",
+        r"\sqrt{2}^{10^{9}}",
+        r"(10^{6})!",
+        r"100000!",
+        r"\binom{10^{6}}{500000}",
+        "{" * 50 + "1" + "}" * 50,
+        "-" * 60 + "1",
+        "1" * 1_001,
+        r"\frac{1}{0}",
+        r"\begin{vmatrix}a&b&c&d\\e&f&g&h\\i&j&k&l\\m&n&o&p\end{vmatrix}",
+        r"\begin{pmatrix}x&y\\y&x\end{pmatrix}^{8}",
+        "__import__('os')",
+        r"\unknowncommand{1}",
+    ],
+)
 def test_parser_refuses_before_building(text):
     with pytest.raises(latex.LatexError):
         latex.parse(text)
@@ -204,13 +236,21 @@ def test_parser_refuses_before_building(text):
 
 def test_parser_builds_large_but_bounded_numbers():
     assert latex.parse(r"2006!") == sympy.factorial(2006)
-    assert latex.parse(r"2^{2^{4}}") == 2 ** 16
+    assert latex.parse(r"2^{2^{4}}") == 2**16
 
 
 def test_no_code_path_evaluates_text():
     """No verifier file calls eval, exec, compile, __import__, sympify, parse_expr or parse_latex
     (re.compile of our own patterns aside)."""
-    forbidden_names = {"eval", "exec", "compile", "__import__", "sympify", "parse_expr", "parse_latex"}
+    forbidden_names = {
+        "eval",
+        "exec",
+        "compile",
+        "__import__",
+        "sympify",
+        "parse_expr",
+        "parse_latex",
+    }
     forbidden_attributes = {"eval", "exec", "sympify", "parse_expr", "parse_latex"}
     for module in (reward, math_answer, latex, pool):
         tree = ast.parse(Path(module.__file__).read_text())
@@ -223,6 +263,7 @@ def test_no_code_path_evaluates_text():
 def test_verifier_runs_with_eval_and_exec_disabled(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("eval/exec called")
+
     monkeypatch.setattr(builtins, "eval", refuse)
     monkeypatch.setattr(builtins, "exec", refuse)
     for gold, pred, expected in RULES[::3]:
@@ -236,22 +277,48 @@ def test_math_reward_and_verify_order():
     assert verify("5", "$2 + 3 = 5$") and not verify("2 + 3 = 5", "$5$")
 
 
-# ---------------------------------------------------------------------------------------------- conformance
+# -------------------------------------------------------------------------------------- conformance
 
-CASES = Path(__file__).resolve().parent / "data" / "mathverify_cases.jsonl"  # Math-Verify's suite: data/README.md
+CASES = (
+    Path(__file__).resolve().parent / "data" / "mathverify_cases.jsonl"
+)  # Math-Verify's suite: data/README.md
 
 
 def released_active_cases():
     rows = [json.loads(line) for line in CASES.read_text().splitlines() if line.strip()]
-    return [row for row in rows if row["status"] == "active"
-            and any(version.startswith(("git:", "pypi:")) for version in row["versions"])]
+    return [
+        row
+        for row in rows
+        if row["status"] == "active"
+        and any(version.startswith(("git:", "pypi:")) for version in row["versions"])
+    ]
 
 
 def test_agreement_with_math_verify_suite():
     cases = released_active_cases()
-    disagreements = [(case["id"], case["expected"]) for case in cases
-                     if verify(case["gold"], case["pred"]) != case["expected"]]
+    disagreements = [
+        (case["id"], case["expected"])
+        for case in cases
+        if verify(case["gold"], case["pred"]) != case["expected"]
+    ]
     agreement = 1 - len(disagreements) / len(cases)
-    print(f"agreement {agreement:.1%} on {len(cases)} active released cases; disagreements: {disagreements}")
+    print(
+        f"agreement {agreement:.1%} on {len(cases)} active released cases; disagreements: "
+        f"{disagreements}"
+    )
     assert len(cases) > 250
     assert agreement >= 0.90, f"agreement {agreement:.1%} below 90%: {disagreements}"
+
+
+def test_a_gold_that_cannot_score_never_verifies_against_any_case():
+    """gold_can_score against verify itself: over every gold and prediction in the Math-Verify
+    cases, a gold it calls unmatchable never verifies; and a gold over either bound is unmatchable.
+    """
+    rows = [json.loads(line) for line in CASES.read_text().splitlines()]
+    predictions = [row["pred"] for row in rows]
+    for gold in {row["gold"] for row in rows} | {"$" + "1+" * 600 + "1$", "7" * 500_001}:
+        if not math_answer.gold_can_score(gold):
+            assert not any(math_answer.verify(gold, pred) for pred in predictions + [gold]), gold[
+                :40
+            ]
+    assert not math_answer.gold_can_score("7" * 500_001) and math_answer.gold_can_score("7" * 1_000)

@@ -1,5 +1,6 @@
-"""The verifier pool: hostile math answers scored 0 in parallel with nothing executed, time-outs that
-replace only their worker, the memory limit, shutdown, and the optional Math-Verify backend."""
+"""The verifier pool: hostile math answers scored 0 in parallel with nothing executed, time-outs
+that replace only their worker, a worker lost mid-answer retried, signals left to the trainer, the
+memory limit, shutdown, and the optional Math-Verify backend."""
 
 import os
 import signal
@@ -33,32 +34,32 @@ SENTINEL = "executed"  # created in the working directory if any answer ever ran
 
 
 def hostile_answers(sentinel=SENTINEL):
-    # the sentinel is a relative name without digits: a path such as /tmp/pytest-1/... would put a number
-    # into the text, and "the last number" extraction would then compare it with the gold
+    # the sentinel is a relative name without digits: a path such as /tmp/pytest-1/... would put a
+    # number into the text, and "the last number" extraction would then compare it with the gold
     run = f"__import__('os').system('touch {sentinel}')"
     return [
-        "\\boxed{" + "{" * 100_000 + "1" + "}" * 100_000 + "}",       # deep braces
-        "$" + "(" * 100_000 + "1" + ")" * 100_000 + "$",                # deep parentheses
-        "\\boxed{" * 60_000,                                            # unclosed boxes
-        "\\boxed{" + "1+" * 240_000 + "1}",                              # half a million characters
-        "7" * 1_000_000,                                                # a million characters
-        "$1$" + " " * 400_000 + "$x$",                                # long gaps between spans
-        "\\boxed{9^{9^{9^{9}}}}",                                        # towers of powers
+        "\\boxed{" + "{" * 100_000 + "1" + "}" * 100_000 + "}",  # deep braces
+        "$" + "(" * 100_000 + "1" + ")" * 100_000 + "$",  # deep parentheses
+        "\\boxed{" * 60_000,  # unclosed boxes
+        "\\boxed{" + "1+" * 240_000 + "1}",  # half a million characters
+        "7" * 1_000_000,  # a million characters
+        "$1$" + " " * 400_000 + "$x$",  # long gaps between spans
+        "\\boxed{9^{9^{9^{9}}}}",  # towers of powers
         "9^9^9^9",
         "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
         "\\boxed{e^{e^{e^{e^{e^{x}}}}}}",
         "\\boxed{\\sqrt{2}^{10^{9}}}",
-        "\\boxed{(10^{6})!}",                                            # huge factorials
+        "\\boxed{(10^{6})!}",  # huge factorials
         "\\boxed{((3!)!)!!}",
         "\\boxed{\\binom{10^{6}}{500000}}",
         "\\boxed{\\sin(10^{1000})}",
         "\\boxed{\\frac{1}{0}}",
-        run,                                                            # code under eval
+        run,  # code under eval
         f"\\boxed{{{run}}}",
-        f"The answer is $eval(\"{run}\")$",
+        f'The answer is $eval("{run}")$',
         f"$(lambda: {run})()$",
         f"\\boxed{{exec('import os; os.system(\"touch {sentinel}\")')}}",
-        f"\\boxed{{sympify(\"{run}\")}}",                                # sympify-looking strings
+        f'\\boxed{{sympify("{run}")}}',  # sympify-looking strings
         f"\\boxed{{S('{run}')}}",
         "\\boxed{Symbol('x').__class__.__mro__[-1].__subclasses__()}",
         f"\\boxed{{parse_expr('{run}')}}",
@@ -87,7 +88,14 @@ def test_hostile_answers_are_refused_by_the_bounds_without_the_pool(tmp_path, mo
 def test_pool_scores_in_order_and_counts():
     before = reward.verifier_stats()
     golds = ["\\frac12", "1/2", "y", "3", "(1,2)", "\\{1,2\\}"]
-    responses = ["\\boxed{1/2}", "$0.5$", "$x$", "\\boxed{3}", "\\boxed{(2,1)}", "\\boxed{\\{2,1\\}}"]
+    responses = [
+        "\\boxed{1/2}",
+        "$0.5$",
+        "$x$",
+        "\\boxed{3}",
+        "\\boxed{(2,1)}",
+        "\\boxed{\\{2,1\\}}",
+    ]
     assert reward.score_batch("math", responses, golds, workers=2) == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     assert reward.score_batch("math", responses, golds, workers=0) == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     after = reward.verifier_stats()
@@ -107,30 +115,84 @@ def test_timeout_scores_zero_and_replaces_only_that_worker():
     assert after["timeouts"] == before["timeouts"] + 1
     assert after["worker_starts"] == before["worker_starts"] + 1
     pids_after = sorted(worker["proc"].pid for worker in pool._pool)
-    assert len(set(pids_before) & set(pids_after)) == 1          # the other worker survived
+    assert len(set(pids_before) & set(pids_after)) == 1  # the other worker survived
     assert reward.score_batch("math", ["\\boxed{2}"], ["2"], workers=2) == [1.0]
 
 
-def test_a_crashed_worker_scores_zero_and_is_replaced():
-    pool.score(sleepy, ["0.01", "0.01"], ["1", "1"], workers=2)
-    before = reward.verifier_stats()
+def signal_the_worker_on(job, signum, times=1, group=False):
+    """A thread that sends `signum` to the worker busy on `job` (its process group when `group`),
+    `times` times (each time to the worker then holding the job); returns the thread, started."""
 
-    def kill_the_worker_on_job_1():
-        for _ in range(200):
+    def send():
+        sent, seen = 0, set()
+        for _ in range(600):
             for worker in list(pool._pool):
-                if worker["jobs"] and worker["jobs"][0] == 1:
-                    os.kill(worker["proc"].pid, signal.SIGKILL)
-                    return
+                pid = worker["proc"].pid
+                if worker["jobs"] and worker["jobs"][0] == job and pid not in seen:
+                    time.sleep(0.2)  # inside the answer
+                    os.killpg(os.getpgid(pid), signum) if group else os.kill(pid, signum)
+                    seen.add(pid)
+                    sent += 1
+                    if sent == times:
+                        return
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_the_worker_on_job_1)
-    killer.start()
-    scores = pool.score(sleepy, ["0.01", "30", "0.01", "0.01"], ["1"] * 4, timeout_s=60.0, workers=2)
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread
+
+
+def test_a_worker_killed_mid_answer_is_replaced_and_the_answer_retried_not_scored_zero():
+    pool.score(sleepy, ["0.01", "0.01"], ["1", "1"], workers=2)
+    before = reward.verifier_stats()
+    killer = signal_the_worker_on(1, signal.SIGKILL)
+    scores = pool.score(
+        sleepy, ["0.01", "1.5", "0.01", "0.01"], ["1"] * 4, timeout_s=60.0, workers=2
+    )
     killer.join()
-    assert scores == [1.0, 0.0, 1.0, 1.0]
+    assert scores == [1.0, 1.0, 1.0, 1.0]
     after = reward.verifier_stats()
     assert after["crashes"] == before["crashes"] + 1 and after["timeouts"] == before["timeouts"]
     assert len(pool._pool) == 2 and all(worker["proc"].poll() is None for worker in pool._pool)
+
+
+def test_an_answer_that_loses_a_worker_twice_scores_zero():
+    pool.score(sleepy, ["0.01", "0.01"], ["1", "1"], workers=2)
+    before = reward.verifier_stats()
+    killer = signal_the_worker_on(
+        1, signal.SIGKILL, times=2
+    )  # an answer that crashes every worker it meets
+    scores = pool.score(
+        sleepy, ["0.01", "1.5", "0.01", "0.01"], ["1"] * 4, timeout_s=60.0, workers=2
+    )
+    killer.join()
+    assert scores == [1.0, 0.0, 1.0, 1.0]
+    assert reward.verifier_stats()["crashes"] == before["crashes"] + 2
+
+
+@pytest.mark.parametrize(
+    "signum, group",
+    [
+        (signal.SIGTERM, False),
+        (signal.SIGHUP, False),
+        (signal.SIGINT, False),
+        (signal.SIGTERM, True),
+    ],
+)
+def test_signals_are_the_trainers_a_worker_mid_answer_finishes_it(signum, group):
+    pool.score(sleepy, ["0.01", "0.01"], ["1", "1"], workers=2)
+    before = reward.verifier_stats()
+    if group:  # kill -TERM -PGID of the trainer's group (a closed terminal) does not reach them
+        assert all(os.getpgid(worker["proc"].pid) != os.getpgid(0) for worker in pool._pool)
+    sender = signal_the_worker_on(1, signum, group=group)
+    scores = pool.score(
+        sleepy, ["0.01", "1.5", "0.01", "0.01"], ["1"] * 4, timeout_s=60.0, workers=2
+    )
+    sender.join()
+    assert scores == [1.0, 1.0, 1.0, 1.0]
+    assert (
+        reward.verifier_stats()["crashes"] == before["crashes"]
+    )  # the signal was ignored, not survived by retry
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/limits")
@@ -146,30 +208,36 @@ def test_shutdown_stops_every_worker():
     processes = [worker["proc"] for worker in pool._pool]
     pool.shutdown()
     assert pool._pool == [] and all(process.poll() is not None for process in processes)
-    pool.shutdown()                                        # twice is fine
+    pool.shutdown()  # twice is fine
 
 
 def test_math_verify_backend_missing_is_one_clear_line(monkeypatch):
-    monkeypatch.setitem(sys.modules, "math_verify", None)        # makes `import math_verify` fail
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # makes `import math_verify` fail
     with pytest.raises(ImportError, match="pip install math-verify"):
         reward.score_batch("math", ["1"], ["1"], backend="math_verify")
 
 
 def test_math_verify_backend_when_installed():
     pytest.importorskip("math_verify")
-    scores = reward.score_batch("math", ["$\\frac{1}{2}$", "$3$"], ["$0.5$", "$4$"], backend="math_verify", workers=1)
+    scores = reward.score_batch(
+        "math", ["$\\frac{1}{2}$", "$3$"], ["$0.5$", "$4$"], backend="math_verify", workers=1
+    )
     assert scores == [1.0, 0.0]
 
 
 def test_a_killed_parent_leaves_no_worker_behind(tmp_path):
     here = os.path.dirname(os.path.abspath(__file__))
-    code = (f"import sys; sys.path[:0] = [{os.path.dirname(here)!r}, {here!r}]; import pool, test_pool; "
-            "pool.score(test_pool.sleepy, ['600'], ['1'], workers=1, timeout_s=900)")
+    code = (
+        f"import sys; sys.path[:0] = [{os.path.dirname(here)!r}, {here!r}]; import pool, "
+        "test_pool; pool.score(test_pool.sleepy, ['600'], ['1'], workers=1, timeout_s=900)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code])
     deadline, workers = time.time() + 60, []
     while time.time() < deadline and not workers:  # the worker, busy on its 600 s answer
         time.sleep(0.5)
-        listing = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True)
+        listing = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True
+        )
         workers = [int(pid) for pid in listing.stdout.split()]
     assert workers, "the pool did not start its worker"
     time.sleep(2.0)  # past its start: now inside the job
@@ -191,8 +259,13 @@ def alive(pid: int) -> bool:
 
 
 def test_a_gold_answer_that_cannot_be_verified_in_time_is_refused_with_its_origin(monkeypatch):
-    monkeypatch.setitem(reward.MATH_BACKENDS, "sympy", sleepy)  # a gold that takes its `gold` seconds to check
-    problems = [tasks.Problem("p", "0.01", origin="data.jsonl:1"), tasks.Problem("q", "30", origin="data.jsonl:2")]
+    monkeypatch.setitem(
+        reward.MATH_BACKENDS, "sympy", sleepy
+    )  # a gold that takes its `gold` seconds to check
+    problems = [
+        tasks.Problem("p", "0.01", origin="data.jsonl:1"),
+        tasks.Problem("q", "30", origin="data.jsonl:2"),
+    ]
     with pytest.raises(ValueError, match=r"data.jsonl:2: the gold answer '30' takes more than"):
         reward.check_golds(problems, timeout_s=2.0, workers=2)
     reward.check_golds(problems[:1], timeout_s=2.0, workers=2)  # a quick one passes

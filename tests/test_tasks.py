@@ -1,4 +1,6 @@
-"""Task generators: demonstrations are correct and shortest, splits never overlap, difficulty knobs work."""
+"""Task generators: demonstrations are correct and shortest, splits never overlap, difficulty knobs
+work."""
+
 import random
 from collections import deque
 
@@ -30,7 +32,7 @@ def test_bfs_demonstrations_score_one_and_are_shortest():
     task = tasks.SyntheticTask("maze", tasks.maze_maker(5, 13, 0.15), seed=3, n_heldout=200)
     for problem in task.heldout:
         assert reward.maze_reward(problem.demo, problem.gold) == 1.0
-        moves = problem.demo[len("<answer>"):-len("</answer>")]
+        moves = problem.demo[len("<answer>") : -len("</answer>")]
         assert len(moves) == shortest_distance(problem.gold)
 
 
@@ -42,12 +44,16 @@ def test_random_tie_breaking_gives_different_shortest_paths():
 
 
 def test_heldout_problems_never_appear_in_training():
-    task = tasks.SyntheticTask("maze", tasks.maze_maker(3, 5, 0.3), seed=0, n_heldout=300)  # tiny mazes collide often
+    task = tasks.SyntheticTask(
+        "maze", tasks.maze_maker(3, 5, 0.3), seed=0, n_heldout=300
+    )  # tiny mazes collide often
     heldout = {p.prompt for p in task.heldout}
     assert len(heldout) == 300  # de-duplicated
     train = [p.prompt for step in range(40) for p in task.train_batch("rl", step, 50)]
     assert not heldout & set(train)
-    assert task.train_batch("rl", 3, 50) == task.train_batch("rl", 3, 50)  # a pure function of (seed, step)
+    assert task.train_batch("rl", 3, 50) == task.train_batch(
+        "rl", 3, 50
+    )  # a pure function of (seed, step)
     assert task.train_batch("rl", 3, 50) != task.train_batch("sft", 3, 50)
 
 
@@ -55,7 +61,9 @@ def test_loops_create_several_paths():
     def n_edges(grid):
         rows = grid.split("\n")
         free = {(r, c) for r, row in enumerate(rows) for c, ch in enumerate(row) if ch != "*"}
-        return len(free), sum((r + 1, c) in free for r, c in free) + sum((r, c + 1) in free for r, c in free)
+        return len(free), sum((r + 1, c) in free for r, c in free) + sum(
+            (r, c + 1) in free for r, c in free
+        )
 
     rng = random.Random(0)
     for _ in range(20):
@@ -78,7 +86,9 @@ def test_maze_format_and_size_errors():
 
 def test_other_synthetic_tasks_have_correct_demonstrations():
     countdown = tasks.SyntheticTask("countdown", tasks.countdown_maker(4, 20), seed=0, n_heldout=50)
-    arithmetic = tasks.SyntheticTask("arithmetic", tasks.arithmetic_maker(3, 99), seed=0, n_heldout=50)
+    arithmetic = tasks.SyntheticTask(
+        "arithmetic", tasks.arithmetic_maker(3, 99), seed=0, n_heldout=50
+    )
     for problem in countdown.heldout:
         assert reward.countdown_reward(problem.demo, problem.gold) == 1.0
     for problem in arithmetic.heldout:
@@ -90,7 +100,33 @@ def test_tokenizer_round_trip_and_errors():
     text = tasks.generate_maze(random.Random(0), 5, 5, 0.0) + "\n<answer>LRUD</answer> (3+4)*5=35"
     ids = tokenizer.encode_prompt(text)
     assert ids[0] == tokenizer.bos_id and tokenizer.decode(ids) == text
-    assert tokenizer.decode(tokenizer.encode("ab") + tokenizer.eos_ids + tokenizer.encode("cd")) == "ab"
+    assert (
+        tokenizer.decode(tokenizer.encode("ab") + tokenizer.eos_ids + tokenizer.encode("cd"))
+        == "ab"
+    )
     assert max(ids) < tokenizer.vocab_size
     with pytest.raises(ValueError, match="cannot encode"):
         tokenizer.encode("é")
+
+
+def test_a_gold_answer_too_long_to_ever_score_is_refused_at_load_with_file_and_line(tmp_path):
+    import math_answer
+
+    assert tasks.MAX_GOLD_CHARS == math_answer.MAX_RESPONSE_CHARS  # one bound, written twice
+    data = tmp_path / "data.jsonl"
+    huge = "1" * 1_000_000  # a megabyte: verify refuses it unread, whatever the response
+    assert not math_answer.verify(huge, huge) and not math_answer.verify(
+        huge, "\\boxed{" + huge + "}"
+    )
+    data.write_text(
+        '{"prompt": "1+1?", "answer": "2"}\n' + '{"prompt": "big?", "answer": "%s"}\n' % huge
+    )
+    with pytest.raises(ValueError, match=r"data.jsonl:2: the gold answer is 1,000,000 characters"):
+        tasks.load_math_problems(str(data))
+    data.write_text(
+        '{"prompt": "1+1?", "answer": "2"}\n'
+        + '{"prompt": "big?", "answer": "%s"}\n' % huge[:500_000]
+    )
+    assert (
+        len(tasks.load_math_problems(str(data))) == 2
+    )  # at the bound: loaded (check_golds looks closer)

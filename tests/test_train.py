@@ -14,7 +14,10 @@ import torch
 
 import advantage
 import checkpoint
+import build
 import config
+import optim
+import ppo
 import train
 from model import GPT
 
@@ -95,10 +98,10 @@ def test_a_finished_run_resumed_with_more_steps_trains_on_and_evaluates_again(tm
 def test_a_non_finite_loss_skips_the_update_and_the_run_goes_on(tmp_path, monkeypatch):
     monkeypatch.setitem(advantage.ESTIMATORS, "nan_test", lambda rewards, *, k: torch.full_like(rewards, float("nan")))
     cfg = tiny_config(tmp_path, "--rl.advantage", "nan_test", "--sft.steps", "0")
-    task = config.build_task(cfg)
-    policy, tokenizer = config.build_policy(cfg, torch.device("cpu"))
+    task = build.build_task(cfg)
+    policy, tokenizer = build.build_policy(cfg, torch.device("cpu"))
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
-    optimizer = train.make_optimizer(policy, cfg.rl.lr, 0.0)
+    optimizer = optim.make_optimizer(policy, cfg.rl.lr, 0.0)
     metrics = train.rl_step(0, cfg, policy, None, optimizer, task, tokenizer, torch.device("cpu"))
     assert metrics["train/skipped_updates"] == cfg.rl.minibatches
     for name, param in policy.named_parameters():
@@ -122,9 +125,9 @@ def test_skipping_zero_advantage_prompts_gives_the_same_update(tmp_path, monkeyp
                               "--rl.skip_zero_advantage", skip, "--rl.schedule",
                               "[{until_step: 1, advantage: half_zero, k: 1}, {until_step: 2, advantage: all_zero, k: 1}]")
             torch.manual_seed(0)
-            task = config.build_task(cfg)
-            policy, tokenizer = config.build_policy(cfg, torch.device("cpu"))
-            optimizer = train.make_optimizer(policy, 1e-2, 0.0)
+            task = build.build_task(cfg)
+            policy, tokenizer = build.build_policy(cfg, torch.device("cpu"))
+            optimizer = optim.make_optimizer(policy, 1e-2, 0.0)
             steps = [train.rl_step(step, cfg, policy, None, optimizer, task, tokenizer, torch.device("cpu"))
                      for step in (0, 1)]
             fractions.append([metrics["train/updated_rows_frac"] for metrics in steps])
@@ -208,15 +211,17 @@ def scripted_update(tmp_path, advantages, shift, response_mask, *overrides, samp
     cfg = tiny_config(tmp_path, "--rl.responses_per_prompt", str(R), "--rl.minibatches", "1", "--rl.k", "1",
                       "--rl.grad_clip", "1e9", *overrides)
     old_logp = torch.full((R, L), -1.0)
-    batch = train.StepBatch(
+    batch = ppo.StepBatch(
         input_ids=torch.arange(R)[:, None], attention_mask=torch.ones(R, 1), response_mask=response_mask,
-        loss_mask=response_mask if loss_mask is None else loss_mask, old_logp=old_logp,
-        sampler_logp=old_logp if sampler_logp is None else sampler_logp, ref_logp=None,
-        advantages=torch.tensor(advantages)[:, None], silent=torch.zeros(R, dtype=torch.bool), skip_silent=False,
-        valid_vocab=10)
+        loss_mask=response_mask if loss_mask is None else loss_mask,
+        sampler_logp=old_logp if sampler_logp is None else sampler_logp, valid_vocab=10,
+        skip_zero_advantage=False, old_logp=old_logp, advantages=torch.tensor(advantages)[:, None],
+        zero_advantage=torch.zeros(R, dtype=torch.bool))
     policy = ScriptedPolicy(old_logp, shift)
-    loss, _, stats = train.ppo_update(cfg, policy, batch, torch.arange(R))
-    return loss, stats, policy.shift.grad
+    update = ppo.ppo_update(cfg, policy, batch, torch.arange(R))
+    stats = {"clip_frac": update["clipped"], "dual_clip_frac": update["dual_clipped"],
+             "tis_capped_frac": update["tis_capped"], "approx_kl": update["approx_kl"], "kl": update["kl"]}
+    return update["loss"], stats, policy.shift.grad
 
 
 def test_truncated_importance_sampling_weighs_tokens_by_the_capped_sampler_gap(tmp_path):
@@ -270,8 +275,8 @@ def test_passk_full_with_leftover_responses_is_refused(tmp_path):
 def test_mean_entropy_by_token_or_by_response():
     entropy = torch.tensor([[1.0, 1.0, 1.0, 1.0], [4.0, 0.0, 0.0, 0.0]])  # one prompt, N = 2
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
-    assert train.mean_entropy(entropy, mask, 2, "token").item() == pytest.approx(8 / 5)
-    assert train.mean_entropy(entropy, mask, 2, "response").item() == pytest.approx((1.0 + 4.0) / 2)
+    assert ppo.mean_entropy(entropy, mask, 2, "token").item() == pytest.approx(8 / 5)
+    assert ppo.mean_entropy(entropy, mask, 2, "response").item() == pytest.approx((1.0 + 4.0) / 2)
 
 
 # ----------------------------------------------------------------------------- dynamic sampling
@@ -282,20 +287,20 @@ def half_silent_rewards(task_name, texts, golds, **options):
 
 
 def test_dynamic_sampling_fills_the_batch_with_signal_stops_at_its_bound_and_resumes_alike(tmp_path, monkeypatch):
-    monkeypatch.setattr(train.reward, "score_batch", half_silent_rewards)
+    monkeypatch.setattr(ppo.reward, "score_batch", half_silent_rewards)
     cfg = tiny_config(tmp_path, "--sft.steps", "0", "--rl.resample_rounds", "3")
-    task = config.build_task(cfg)
-    policy, tokenizer = config.build_policy(cfg, torch.device("cpu"))
-    metrics = train.rl_step(0, cfg, policy, None, train.make_optimizer(policy, 1e-3, 0.0), task, tokenizer,
+    task = build.build_task(cfg)
+    policy, tokenizer = build.build_policy(cfg, torch.device("cpu"))
+    metrics = train.rl_step(0, cfg, policy, None, optim.make_optimizer(policy, 1e-3, 0.0), task, tokenizer,
                             torch.device("cpu"))
     B = cfg.rl.prompts_per_step
-    assert metrics["train/signal_prompts"] == B and metrics["train/zero_adv_frac"] == 0.0  # full, all with signal
+    assert metrics["train/nonzero_advantage_prompts"] == B and metrics["train/zero_advantage_frac"] == 0.0  # full, all with signal
     assert metrics["train/resampled_prompts"] in (B, 2 * B, 3 * B)
-    monkeypatch.setattr(train.reward, "score_batch", lambda task_name, texts, golds, **options: [0.0] * len(texts))
-    bound = train.rl_step(1, cfg, policy, None, train.make_optimizer(policy, 1e-3, 0.0), task, tokenizer,
+    monkeypatch.setattr(ppo.reward, "score_batch", lambda task_name, texts, golds, **options: [0.0] * len(texts))
+    bound = train.rl_step(1, cfg, policy, None, optim.make_optimizer(policy, 1e-3, 0.0), task, tokenizer,
                           torch.device("cpu"))
-    assert bound["train/resampled_prompts"] == 3 * B and bound["train/signal_prompts"] == 0  # gave up at 3 rounds
-    monkeypatch.setattr(train.reward, "score_batch", half_silent_rewards)
+    assert bound["train/resampled_prompts"] == 3 * B and bound["train/nonzero_advantage_prompts"] == 0  # gave up at 3 rounds
+    monkeypatch.setattr(ppo.reward, "score_batch", half_silent_rewards)
     straight = tiny_config(tmp_path, "--run.name", "straight", "--rl.resample_rounds", "2", "--eval.every", "0")
     train.train(straight, log=lambda *a: None)
     real_step = interrupt_rl_step(monkeypatch, 2)
@@ -360,7 +365,7 @@ INTERRUPTS = {
 @pytest.mark.parametrize("where", list(INTERRUPTS))
 def test_an_interrupt_anywhere_resumes_to_the_uninterrupted_run(where, straight_run, tmp_path, monkeypatch):
     name, calls = INTERRUPTS[where]
-    owner = train.distributed if name == "save_checkpoint" else train
+    owner = {"save_checkpoint": train.distributed, "generate": ppo, "ppo_update": ppo}.get(name, train)
     signum = signal.SIGTERM if where == "after the first update" else signal.SIGINT  # SIGTERM is Ctrl-C too
     cfg = tiny_config(straight_run, "--run.name", f"cut_{where.replace(' ', '_')}")
     with monkeypatch.context() as patch:
