@@ -13,23 +13,29 @@ Exploitation of Large Reasoning Models" (arXiv 2508.10751):
   grpo              Pass@1, Eq. 1-3: (r - mean) / (std + eps), population std.
   dr_grpo           Dr. GRPO (Liu et al. 2025, arXiv 2503.20783): r - mean, no division by std.
   rloo              REINFORCE leave-one-out (Ahmadian et al. 2024): r_i - mean of the other N - 1.
-  passk_full        Pass@k by full sampling, Alg. 1: disjoint groups of k, group reward = max (Eq. 5).
+  passk_full        Pass@k by full sampling, Alg. 1: disjoint groups of k, group reward = max (Eq.
+  5).
   passk_bootstrap   Pass@k by bootstrap sampling, Alg. 2 / Eq. 6: random groups of k.
   passk_analytic    Pass@k in closed form, Alg. 3 / Eq. 11-15: the limit over all C(N, k) groups.
   passk_combined    Eq. 18: (N_pos/N) * A_pass@k + (1 - N_pos/N) * A_pass@1.
   passk_exceeding   Eq. 17: f(N_pos) * A_pass@k with f = exceeding_weight (our reading, see there).
-  entropy_adaptive  Sec. 4.2.3: Pass@1 for the higher-entropy half of the batch, Pass@k for the rest.
+  entropy_adaptive  Sec. 4.2.3: Pass@1 for the higher-entropy half of the batch, Pass@k for the
+  rest.
   pkpo              Walder & Karkhanis 2025 (arXiv 2505.15201), Eq. 33: unbiased pass@k / max@k
-                    gradient weights with the "leave-one-out minus one" baseline, binary or continuous.
-  best_of_n         Tang et al. 2025 (arXiv 2503.19595), verl's grpo_passk: only the best response of a
+                    gradient weights with the "leave-one-out minus one" baseline, binary or
+                    continuous.
+  best_of_n         Tang et al. 2025 (arXiv 2503.19595), verl's grpo_passk: only the best response
+  of a
                     group gets r_max - r_second_max (the pass@k objective at k = N); ignores k.
   rs_grpo           Risk-Sensitive GRPO (Jiang et al. 2025, arXiv 2509.24261): the advantage of the
-                    exponential utility (1/beta) log E[exp(beta r)], between the mean and the max; ignores k.
+                    exponential utility (1/beta) log E[exp(beta r)], between the mean and the max;
+                    ignores k.
   maxrl             MaxRL (Tajwar et al. 2026, arXiv 2602.02710): (r_i - mean) / mean, 0 when the
                     mean is 0; the gradient of log pass@1 = sum_k (1/k) pass@k; 0/1 only; ignores k.
 
 plus `eta` (Sec. 4.1: the sum of |advantages| over a prompt's responses) and `eta_curve`;
-`python advantage.py` draws the paper's Fig. 9 (eta against rollout accuracy, N = 32) to docs/eta.png.
+`python advantage.py` draws the paper's Fig. 9 (eta against rollout accuracy, N = 32) to
+docs/eta.png.
 
 Choices every estimator shares:
 - Every normalisation, of rewards (Pass@1) or of group rewards (all Pass@k variants), is grpo's:
@@ -73,7 +79,8 @@ def _check(rewards, k, name, *, binary, eps=0.0):
         )
     if rewards.dim() != 2:
         raise ValueError(
-            f"{name}: rewards must be 2-D [G prompts, N responses], got shape {tuple(rewards.shape)}"
+            f"{name}: rewards must be 2-D [G prompts, N responses], got shape "
+            f"{tuple(rewards.shape)}"
         )
     if rewards.is_complex():
         raise ValueError(f"{name}: rewards must be real, got {rewards.dtype}")
@@ -99,12 +106,12 @@ def _check(rewards, k, name, *, binary, eps=0.0):
 
 
 def _normalise(x, eps):
-    """Eq. 1-3 over the last dim: (x - mean) / (std + eps), population std; exactly 0 where all x are equal."""
+    """Eq. 1-3 over the last dim: (x - mean) / (std + eps), population std; exactly 0 where all x
+    are equal."""
     centered = x - x.mean(-1, keepdim=True)
     std = centered.square().mean(-1, keepdim=True).sqrt()  # population std (Eq. 2)
-    spread = x.amax(-1, keepdim=True) > x.amin(
-        -1, keepdim=True
-    )  # not aminmax: 16 ms vs 6 us on a busy 2-thread CPU
+    # not aminmax: 16 ms vs 6 us on a busy 2-thread CPU
+    spread = x.amax(-1, keepdim=True) > x.amin(-1, keepdim=True)
     return torch.where(spread, centered / (std + eps), 0.0)
 
 
@@ -172,7 +179,8 @@ def passk_full(rewards, *, k, eps=1e-6):
 
 
 def _random_groups(n_prompts, n_groups, n, k, generator, device):
-    """[n_prompts, n_groups, k] indices: every group k distinct of 0..n-1, uniformly and independently.
+    """[n_prompts, n_groups, k] indices: every group k distinct of 0..n-1, uniformly and
+    independently.
 
     Floyd's algorithm, vectorised over all groups: k draws, each O(1) per group. (The k largest of
     n random keys would be one line, but topk over 16k rows of 32 was 18x slower on CPU.)
@@ -181,9 +189,8 @@ def _random_groups(n_prompts, n_groups, n, k, generator, device):
     members = []
     for j in range(n - k, n):
         pick = torch.randint(0, j + 1, (n_prompts, n_groups, 1), generator=generator, device=device)
-        pick = torch.where(
-            taken.gather(-1, pick), j, pick
-        )  # already in the group: take j, never drawn before
+        # already in the group: take j, never drawn before
+        pick = torch.where(taken.gather(-1, pick), j, pick)
         taken.scatter_(-1, pick, True)
         members.append(pick)
     return torch.cat(members, dim=-1)
@@ -232,11 +239,13 @@ def _passk_table(n, k, eps, device, dtype):
     all_wrong = torch.exp(_log_binom(n_neg, k, log_factorial) - _log_binom(n_all, k, log_factorial))
     mean_group = 1 - all_wrong  # Eq. 11
     sigma_group = torch.sqrt(mean_group * all_wrong)  # Eq. 12
-    # C(N_neg - 1, k - 1) / C(N - 1, k - 1): the share of a wrong response's groups that are all wrong
+    # C(N_neg - 1, k - 1) / C(N - 1, k - 1): the share of a wrong response's groups that are all
+    # wrong
     q = torch.exp(
         _log_binom(n_neg - 1, k - 1, log_factorial) - _log_binom(n_all - 1, k - 1, log_factorial)
     )
-    # 1 - R_group is all_wrong itself: as 1 - (1 - all_wrong) it cancels in float32 (MPS) when all_wrong is tiny
+    # 1 - R_group is all_wrong itself: as 1 - (1 - all_wrong) it cancels in float32 (MPS) when
+    # all_wrong is tiny
     adv_pos = all_wrong / (sigma_group + eps)  # Eq. 14
     adv_neg = (all_wrong - q) / (sigma_group + eps)  # Eq. 15
     signal = (n_neg >= k) & (n_neg < n)  # some group fails and some group succeeds
@@ -250,10 +259,12 @@ def _passk_analytic(r, k, eps):
 
 
 def passk_analytic(rewards, *, k, eps=1e-6):
-    """Analytical Pass@k advantage (Alg. 3, Eq. 11-15), the limit of bootstrap over all C(N, k) groups.
+    """Analytical Pass@k advantage (Alg. 3, Eq. 11-15), the limit of bootstrap over all C(N, k)
+    groups.
 
     With N_neg wrong of N:  R_group = 1 - C(N_neg, k)/C(N, k),  sigma = sqrt(R_group (1 - R_group)),
-    A_pos = (1 - R_group) / (sigma + eps),  A_neg = (1 - R_group - C(N_neg-1, k-1)/C(N-1, k-1)) / (sigma + eps).
+    A_pos = (1 - R_group) / (sigma + eps),  A_neg = (1 - R_group - C(N_neg-1, k-1)/C(N-1, k-1)) /
+    (sigma + eps).
     All-correct, all-wrong and N_neg < k rows give exactly 0.
     """
     r = _check(rewards, k, "passk_analytic", binary=True, eps=eps)
@@ -261,7 +272,8 @@ def passk_analytic(rewards, *, k, eps=1e-6):
 
 
 def passk_combined(rewards, *, k, eps=1e-6):
-    """Eq. 18: A = (N_pos/N) * A_pass@k + (1 - N_pos/N) * A_pass@1, Pass@k weighted up on easy prompts."""
+    """Eq. 18: A = (N_pos/N) * A_pass@k + (1 - N_pos/N) * A_pass@1, Pass@k weighted up on easy
+    prompts."""
     r = _check(rewards, k, "passk_combined", binary=True, eps=eps)
     accuracy = r.mean(-1, keepdim=True)  # N_pos / N, [G, 1]
     return _output(
@@ -355,18 +367,24 @@ def pkpo(rewards, *, k, baseline=True):
     return _output(torch.empty_like(weights).scatter_(-1, order, weights), rewards)
 
 
-# ----------------------------------------------------------------------------- methods from other papers
+# ----------------------------------------------------------------------------- methods from other
+# papers
 
 
 def best_of_n(rewards, *, k, normalize_std=False, eps=1e-6):
-    """Best-of-N (Tang et al. 2025, arXiv 2503.19595; verl's `grpo_passk`): the pass@k objective at k = N.
+    """Best-of-N (Tang et al. 2025, arXiv 2503.19595; verl's `grpo_passk`): the pass@k objective at
+    k = N.
 
     Only the best response of a prompt's group gets a nonzero advantage, r_max - r_second_max; every
-    other response gets exactly 0, and a tie at the top gives a row of zeros (then no single response
-    is what made the group succeed). For 0/1 rewards a prompt carries signal only when exactly one of
+    other response gets exactly 0, and a tie at the top gives a row of zeros (then no single
+    response
+    is what made the group succeed). For 0/1 rewards a prompt carries signal only when exactly one
+    of
     its N responses is right. normalize_std divides by the group's Bessel-corrected std plus eps, as
-    verl does by default (norm_adv_by_std_in_grpo); off by default here, which is the paper's estimator
-    and equals pkpo(k=N) with its leave-one-out baseline. k is ignored (the group is all N responses).
+    verl does by default (norm_adv_by_std_in_grpo); off by default here, which is the paper's
+    estimator
+    and equals pkpo(k=N) with its leave-one-out baseline. k is ignored (the group is all N
+    responses).
     """
     r = _check(rewards, k, "best_of_n", binary=False, eps=eps)
     n = r.shape[1]
@@ -381,10 +399,12 @@ def best_of_n(rewards, *, k, normalize_std=False, eps=1e-6):
 
 
 def rs_grpo(rewards, *, k, beta=2.0):
-    """Risk-Sensitive GRPO (Jiang et al. 2025, arXiv 2509.24261): the advantage of the exponential utility.
+    """Risk-Sensitive GRPO (Jiang et al. 2025, arXiv 2509.24261): the advantage of the exponential
+    utility.
 
     The objective (1/beta) log E[exp(beta r)] moves from the mean reward (beta -> 0) towards the max
-    (beta -> +inf); its policy gradient, with the expectation estimated by the prompt's N responses, has
+    (beta -> +inf); its policy gradient, with the expectation estimated by the prompt's N responses,
+    has
         A_i = (1/beta) * (exp(beta r_i) / mean_j exp(beta r_j) - 1).
     With z = beta (r - mean r) it is
         (expm1(z_i) - mean_j expm1(z_j)) / (beta (1 + mean_j expm1(z_j))),
@@ -450,26 +470,31 @@ ESTIMATORS = {
 }
 
 
-# ----------------------------------------------------------------------------- eta (Sec. 4.1, Fig. 9)
+# ----------------------------------------------------------------------------- eta (Sec. 4.1, Fig.
+# 9)
 
 
 def eta(advantages):
-    """eta = sum_i |A_i| over each prompt's responses, [G]: N_pos |A_pos| + N_neg |A_neg| for 0/1 rewards."""
+    """eta = sum_i |A_i| over each prompt's responses, [G]: N_pos |A_pos| + N_neg |A_neg| for 0/1
+    rewards."""
     return advantages.abs().sum(-1)
 
 
 def eta_curve(estimator, *, n=32, k=1, **options):
-    """eta of `estimator` for one prompt with N_pos = 0..n correct of n: (accuracy [n+1], eta [n+1])."""
+    """eta of `estimator` for one prompt with N_pos = 0..n correct of n: (accuracy [n+1], eta
+    [n+1])."""
     n_pos = torch.arange(n + 1)
     rewards = (torch.arange(n) < n_pos[:, None]).float()  # row j: j correct
     return n_pos / n, eta(estimator(rewards, k=k, **options))
 
 
 def plot_eta(path, n=32):
-    """The paper's Fig. 9: eta against rollout accuracy for Pass@1, Pass@k and the Sec. 4 designs."""
+    """The paper's Fig. 9: eta against rollout accuracy for Pass@1, Pass@k and the Sec. 4
+    designs."""
+    # no pyplot: the caller's backend (a notebook's inline one) stays as it is
     from matplotlib.figure import (
         Figure,
-    )  # no pyplot: the caller's backend (a notebook's inline one) stays as it is
+    )
 
     curves = [
         ("Pass@1 (grpo)", grpo, 1),

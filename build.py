@@ -32,7 +32,8 @@ def parse_config(argv, usage: str = "") -> tuple[Config, str]:
 
 
 def check_buildable(cfg: Config):
-    """The task exists (tasks.TASKS), math data and template are there, the Hugging Face options and LoRA hold."""
+    """The task exists (tasks.TASKS), math data and template are there, the Hugging Face options and
+    LoRA hold."""
     if cfg.task.name not in tasks.TASKS:
         raise ConfigError(
             f"task.name '{cfg.task.name}' is unknown; known: {', '.join(tasks.TASKS)}"
@@ -49,13 +50,15 @@ def check_buildable(cfg: Config):
             hf_policy.check_lora(lora_options(m), m.base_dtype)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-    # LoRA's KL reference is the base with its adapters off: with trained adapters to start from, it is not the start
+    # LoRA's KL reference is the base with its adapters off: with trained adapters to start from, it
+    # is not the start
     adapter_init = bool(m.lora_rank and m.init) and hf_policy.holds_adapters(
         resolve_checkpoint(m.init)
     )
     if m.lora_rank and cfg.rl.kl_coef > 0 and (adapter_init or cfg.sft.steps > 0 and not m.init):
         raise ConfigError(
-            "rl.kl_coef with LoRA: the KL reference is the base model with its adapters off, not the "
+            "rl.kl_coef with LoRA: the KL reference is the base model with its adapters off, not "
+            "the "
             "adapters a warm start or model.init trained; set sft.steps: 0 (or rl.kl_coef: 0)"
         )
 
@@ -70,7 +73,8 @@ def lora_options(m: ModelConfig):
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """run.device: cuda, cuda:N, mps or cpu; auto picks the first this machine has. One it lacks is a ConfigError."""
+    """run.device: cuda, cuda:N, mps or cpu; auto picks the first this machine has. One it lacks is
+    a ConfigError."""
     if name == "auto":
         name = next(d for d in ("cuda", "mps", "cpu") if device_available(d))
     if not device_available(name):
@@ -92,7 +96,8 @@ def device_available(name: str) -> bool:
 
 
 def build_task(cfg: Config):
-    """The task of task.name (tasks.TASKS); a bad data file or a task too small is a one-line ConfigError."""
+    """The task of task.name (tasks.TASKS); a bad data file or a task too small is a one-line
+    ConfigError."""
     try:
         task = tasks.TASKS[cfg.task.name](cfg.task)
         if (
@@ -107,26 +112,27 @@ def build_task(cfg: Config):
 
 
 def build_policy(cfg: Config, device, checkpoint=None):
-    """(policy, tokenizer): the tiny GPT or, with model.hf, a Hugging Face model; fresh or from a checkpoint."""
+    """(policy, tokenizer): the tiny GPT or, with model.hf, a Hugging Face model; fresh or from a
+    checkpoint."""
     m = cfg.model
     if m.hf:
         return build_hf_policy(m, device, checkpoint)
     tokenizer = CharTokenizer()
     if checkpoint:
-        return GPT.from_weights(checkpoint, device), tokenizer
-    gpt_config = GPTConfig(
-        vocab_size=64 * math.ceil(tokenizer.vocab_size / 64),
-        block_size=m.block_size,
-        n_layer=m.n_layer,
-        n_head=m.n_head,
-        n_embd=m.n_embd,
-        tie_embeddings=m.tie_embeddings,
-    )
-    return GPT(gpt_config).to(device), tokenizer
+        policy = GPT.from_weights(checkpoint, device)
+    else:
+        vocab_size = 64 * math.ceil(tokenizer.vocab_size / 64)
+        gpt_config = GPTConfig(vocab_size=vocab_size, block_size=m.block_size, n_layer=m.n_layer,
+                               n_head=m.n_head, n_embd=m.n_embd,
+                               tie_embeddings=m.tie_embeddings)  # fmt: skip
+        policy = GPT(gpt_config).to(device)
+    policy.length_buckets = cfg.rl.length_buckets  # the training forward's buckets (model.py)
+    return policy, tokenizer
 
 
 def build_hf_policy(m: ModelConfig, device, checkpoint=None):
-    """An HF checkpoint is a save_pretrained folder (it loads like the original model); a LoRA checkpoint is a
+    """An HF checkpoint is a save_pretrained folder (it loads like the original model); a LoRA
+    checkpoint is a
     folder of adapters, and model.hf is their base."""
     adapters = checkpoint if checkpoint and hf_policy.holds_adapters(checkpoint) else None
     try:
@@ -150,7 +156,8 @@ def build_hf_policy(m: ModelConfig, device, checkpoint=None):
 
 
 def check_prompt_lengths(cfg: Config, task, tokenizer, context: int):
-    """Refuse, naming the file and line (or the held-out problem), a prompt that leaves the model too few positions
+    """Refuse, naming the file and line (or the held-out problem), a prompt that leaves the model
+    too few positions
     for task.max_new_tokens: every held-out problem, and every training problem of a data file."""
     room = context - cfg.task.max_new_tokens
     problems = [*task.heldout, *getattr(task, "train", [])]
@@ -164,7 +171,8 @@ def check_prompt_lengths(cfg: Config, task, tokenizer, context: int):
             length, unit = len(tokenizer.encode_prompt(problem.prompt)), "tokens"
         if length > room:
             raise ConfigError(
-                f"{where}: the prompt is {length} {unit}, more than the {room} the model's {context} "
+                f"{where}: the prompt is {length} {unit}, more than the {room} the model's "
+                f"{context} "
                 f"positions leave beside task.max_new_tokens={cfg.task.max_new_tokens}"
             )
 

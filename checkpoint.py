@@ -88,9 +88,8 @@ def save_checkpoint(
             ) from None
         raise
     old = None
-    if os.path.exists(
-        final
-    ):  # re-saving a step (after a resume): move the old copy aside, never delete it first
+    # re-saving a step (after a resume): move the old copy aside, never delete it first
+    if os.path.exists(final):
         old = final + f".old-{os.getpid()}"
         os.replace(final, old)
     os.replace(temp, final)
@@ -263,9 +262,8 @@ class MetricsLog:
         self.path = path
         if path is None:
             return
-        if resume_step is not None and os.path.exists(
-            path
-        ):  # drop what was logged after the checkpoint
+        # drop what was logged after the checkpoint
+        if resume_step is not None and os.path.exists(path):
             kept = self._rows_to_keep(path, resume_step, final_recorded, log)
             with open(path, "w") as f:
                 f.writelines(kept)
@@ -356,9 +354,7 @@ class GracefulStop:
 
 # ---------------------------------------------------------------------- starting and resuming a run
 
-LOCK_FILE = (
-    "lock"  # in the run directory: flock'ed by the process that runs there (pid and host inside)
-)
+LOCK_FILE = "lock"  # in the run directory: flock'ed by the run there (its pid and host inside)
 _held_locks = {}  # real path of a run directory -> the open file whose lock this process holds
 
 
@@ -410,10 +406,8 @@ def prepare_run_dir(run_dir: str, resume: bool, config: dict, main_rank: bool) -
     if resume:
         check_resume_target(run_dir)
     try:
-        if main_rank:
-            lock_run_dir(
-                run_dir
-            )  # before anything is written: two runs started at once cannot both pass
+        if main_rank:  # before anything is written: two runs started at once cannot both pass
+            lock_run_dir(run_dir)
         if not resume and holds_run(run_dir):  # never overwrite an earlier run's checkpoints
             raise RunError(
                 f"{run_dir} already holds a run: add --resume to continue it, or give this run "

@@ -26,7 +26,8 @@ Two wrappers, chosen by `run.distributed`:
   per rollout. Gathering costs the bf16 weights in memory for the rollout's duration; gradients
   and optimizer state, most of the memory, stay sharded.
 
-Checkpoints keep the layout of docs/design.md. DDP: rank 0 writes it as a single process would, with every
+Checkpoints keep the layout of docs/design.md. DDP: rank 0 writes it as a single process would, with
+every
 rank's RNG state in trainer.pt. FSDP2: every rank writes its shard of the weights and AdamW state
 with torch.distributed.checkpoint into ckpt_<step>/shards/, rank 0 adds a consolidated
 save_pretrained export (loadable by transformers, eval.py and model.init), and renames the
@@ -34,8 +35,10 @@ directory once every rank has finished. torch.distributed.checkpoint reshards on
 checkpoint resumes at any number of ranks, or in one process.
 
 Left out: tensor/pipeline/context parallelism, HSDP (2-D meshes), CPU offload, and loading a model
-too large for one device's memory in float32 before sharding (every rank loads it whole, then shards).
+too large for one device's memory in float32 before sharding (every rank loads it whole, then
+shards).
 """
+
 import contextlib
 import dataclasses
 import gc
@@ -54,8 +57,10 @@ MODES = ("auto", "ddp", "fsdp")
 
 # ----------------------------------------------------------------------------- process group
 
+
 def setup(device: torch.device) -> torch.device:
-    """Join the process group when torchrun started several processes; returns this rank's device."""
+    """Join the process group when torchrun started several processes; returns this rank's
+    device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return device
     if device.type == "cuda":  # one GPU per process: LOCAL_RANK numbers them on each node
@@ -69,7 +74,8 @@ def setup(device: torch.device) -> torch.device:
 
 def teardown():
     if dist.is_initialized():
-        # DDP sits in a reference cycle: free it (its reducer, its pending work) while the group and the
+        # DDP sits in a reference cycle: free it (its reducer, its pending work) while the group and
+        # the
         # interpreter are alive; left to interpreter shutdown, gloo now and then aborts the process
         gc.collect()
         dist.destroy_process_group()
@@ -93,15 +99,18 @@ def barrier():
 
 
 def resolve_mode(mode: str, hf: bool, lora: bool = False) -> str:
-    """run.distributed: auto is FSDP2 for Hugging Face models, DDP for the tiny GPT and for LoRA (small adapters,
+    """run.distributed: auto is FSDP2 for Hugging Face models, DDP for the tiny GPT and for LoRA
+    (small adapters,
     a frozen base every rank holds)."""
     return ("fsdp" if hf and not lora else "ddp") if mode == "auto" else mode
 
 
 # ----------------------------------------------------------------------------- collectives
 
+
 def all_gather_rows(tensor):
-    """[b, ...] on each rank -> [world * b, ...], rank 0's rows first (every rank passes the same b)."""
+    """[b, ...] on each rank -> [world * b, ...], rank 0's rows first (every rank passes the same
+    b)."""
     if world_size() == 1:
         return tensor
     parts = [torch.empty_like(tensor) for _ in range(world_size())]
@@ -119,7 +128,8 @@ def all_reduce_sum(tensor):
 
 
 def sum_floats(values: list) -> list:
-    """Python numbers summed over ranks, in float64 (exact for counts); the list itself in one process."""
+    """Python numbers summed over ranks, in float64 (exact for counts); the list itself in one
+    process."""
     if world_size() == 1:
         return values
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"
@@ -136,41 +146,62 @@ def gather_lists(items: list) -> list:
 
 
 def any_rank(flag: bool) -> bool:
-    """True on every rank when `flag` is true on any (a stop one rank was asked for is every rank's)."""
+    """True on every rank when `flag` is true on any (a stop one rank was asked for is every
+    rank's)."""
     return sum_floats([float(flag)])[0] > 0
 
 
 # ----------------------------------------------------------------------------- wrapping
 
+
 def wrap(policy, mode: str, device):
-    """DDP or FSDP2 around the policy under torchrun (mode 'ddp' or 'fsdp'); the policy itself otherwise.
+    """DDP or FSDP2 around the policy under torchrun (mode 'ddp' or 'fsdp'); the policy itself
+    otherwise.
 
     Build the optimizer after this: FSDP2 replaces the parameters by sharded DTensors.
     """
     if world_size() == 1:
         return policy
-    if mode == "ddp":  # DDP broadcasts rank 0's weights itself (the warm start every rank ran, or a random init)
-        return DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda" else None)
+    if (
+        mode == "ddp"
+    ):  # DDP broadcasts rank 0's weights itself (the warm start every rank ran, or a random init)
+        return DistributedDataParallel(
+            policy, device_ids=[device.index] if device.type == "cuda" else None
+        )
     return shard(policy)
 
 
 def shard(policy):
-    """FSDP2: each decoder layer is one unit, the root (HFPolicy: embeddings, final norm, LM head) another."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+    """FSDP2: each decoder layer is one unit, the root (HFPolicy: embeddings, final norm, LM head)
+    another."""
+    from torch.distributed.fsdp import (
+        MixedPrecisionPolicy,
+        fully_shard,
+        register_fsdp_forward_method,
+    )
 
-    for tensor in policy.state_dict().values():  # fully_shard keeps each rank's slice of its own copy:
-        dist.broadcast(tensor, src=0)            # make them all rank 0's (a warm start, a random init)
+    for (
+        tensor
+    ) in policy.state_dict().values():  # fully_shard keeps each rank's slice of its own copy:
+        dist.broadcast(tensor, src=0)  # make them all rank 0's (a warm start, a random init)
     bf16 = getattr(policy, "compute_dtype", torch.float32) == torch.bfloat16
-    mixed_precision = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
+    mixed_precision = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if bf16
         else MixedPrecisionPolicy()
+    )
     layer_classes = set(getattr(getattr(policy, "model", None), "_no_split_modules", None) or ())
     for module in policy.modules():
         if type(module).__name__ in layer_classes:
             fully_shard(module, mp_policy=mixed_precision)
-    # the root's inputs stay as they are: casting rebuilds dataclass arguments, and decode must update
+    # the root's inputs stay as they are: casting rebuilds dataclass arguments, and decode must
+    # update
     # its HFDecodeState in place (the policy casts to its compute dtype itself)
     fully_shard(policy, mp_policy=dataclasses.replace(mixed_precision, cast_forward_inputs=False))
-    for method in ("prefill", "decode"):  # sampling entry points: FSDP2 gathers the root's weights for them too
+    for method in (
+        "prefill",
+        "decode",
+    ):  # sampling entry points: FSDP2 gathers the root's weights for them too
         register_fsdp_forward_method(policy, method)
     return policy
 
@@ -182,6 +213,7 @@ def unwrap(policy):
 
 def is_sharded(policy) -> bool:
     from torch.distributed.fsdp import FSDPModule
+
     return isinstance(policy, FSDPModule)
 
 
@@ -204,14 +236,16 @@ def full_weights(policy):
         for module in policy.modules():
             if isinstance(module, FSDPModule):
                 module.reshard()
-        policy.set_reshard_after_forward(True)  # the layers' default; the root keeps its weights after
+        # the layers' default; the root keeps its weights after
+        policy.set_reshard_after_forward(True)
         policy.set_reshard_after_forward(False, recurse=False)  # forward, as FSDP2 does for a root
 
 
 def gradient_sync(policy, last_micro_batch: bool):
     """Context for one micro-batch's forward and backward.
 
-    DDP: all-reduce gradients only with the last micro-batch (`no_sync` before). FSDP2 reduce-scatters
+    DDP: all-reduce gradients only with the last micro-batch (`no_sync` before). FSDP2
+    reduce-scatters
     every micro-batch: skipping it would keep whole unsharded gradients until the last one.
     """
     if isinstance(policy, DistributedDataParallel) and not last_micro_batch:
@@ -226,16 +260,34 @@ def grad_norm_value(norm) -> float:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, config: dict, keep: int,
-                    run_id: str = "") -> str:
-    """runs/<name>/ckpt_<step>/ as docs/design.md lays it out, written by one rank (DDP) or all (FSDP2).
 
-    trainer_state holds this rank's "rng"; with several ranks trainer.pt holds the list of all ranks'.
+def save_checkpoint(
+    run_dir,
+    step: int,
+    policy,
+    optimizer,
+    trainer_state: dict,
+    config: dict,
+    keep: int,
+    run_id: str = "",
+) -> str:
+    """runs/<name>/ckpt_<step>/ as docs/design.md lays it out, written by one rank (DDP) or all
+    (FSDP2).
+
+    trainer_state holds this rank's "rng"; with several ranks trainer.pt holds the list of all
+    ranks'.
     """
     final = os.path.join(run_dir, f"ckpt_{step}")
     if world_size() == 1:
-        return checkpoint.save_checkpoint(run_dir, step, policy, {**trainer_state, "optimizer": optimizer.state_dict()},
-                                          config, keep=keep, run_id=run_id)
+        return checkpoint.save_checkpoint(
+            run_dir,
+            step,
+            policy,
+            {**trainer_state, "optimizer": optimizer.state_dict()},
+            config,
+            keep=keep,
+            run_id=run_id,
+        )
     trainer_state = {**trainer_state, "rng": gather_lists([trainer_state["rng"]])}
     if is_sharded(policy):
         from torch.distributed import checkpoint as dcp
@@ -247,29 +299,51 @@ def save_checkpoint(run_dir, step: int, policy, optimizer, trainer_state: dict, 
             os.makedirs(temp)
         barrier()
         model_state, optimizer_state = get_state_dict(policy, optimizer)
-        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=os.path.join(temp, SHARDS))
+        dcp.save(
+            {"model": model_state, "optimizer": optimizer_state},
+            checkpoint_id=os.path.join(temp, SHARDS),
+        )
         export_pretrained(policy, temp)
         if is_main():
-            checkpoint.save_checkpoint(run_dir, step, None, trainer_state, config, keep=keep, temp=temp, run_id=run_id)
+            checkpoint.save_checkpoint(
+                run_dir, step, None, trainer_state, config, keep=keep, temp=temp, run_id=run_id
+            )
     elif is_main():
-        checkpoint.save_checkpoint(run_dir, step, unwrap(policy),
-                                   {**trainer_state, "optimizer": optimizer.state_dict()}, config, keep=keep,
-                                   run_id=run_id)
+        checkpoint.save_checkpoint(
+            run_dir,
+            step,
+            unwrap(policy),
+            {**trainer_state, "optimizer": optimizer.state_dict()},
+            config,
+            keep=keep,
+            run_id=run_id,
+        )
     barrier()  # no rank goes on (and may read `latest`) before the checkpoint is complete
     return final
 
 
 def export_pretrained(policy, directory):
-    """The sharded HF model, consolidated on rank 0 and written with save_pretrained (all ranks call this)."""
+    """The sharded HF model, consolidated on rank 0 and written with save_pretrained (all ranks call
+    this)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    full = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    # a tied LM head comes back as a copy of the embedding: keep one (named_parameters lists a shared one once)
-    tied = {name for name, _ in policy.named_parameters(remove_duplicate=False)} - \
-        {name for name, _ in policy.named_parameters()}
+    full = get_model_state_dict(
+        policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    # a tied LM head comes back as a copy of the embedding: keep one (named_parameters lists a
+    # shared one once)
+    tied = {name for name, _ in policy.named_parameters(remove_duplicate=False)} - {
+        name for name, _ in policy.named_parameters()
+    }
     if is_main():  # HFPolicy keeps the transformers model under .model
-        policy.model.save_pretrained(directory, state_dict={name.removeprefix("model."): tensor
-                                                            for name, tensor in full.items() if name not in tied})
+        policy.model.save_pretrained(
+            directory,
+            state_dict={
+                name.removeprefix("model."): tensor
+                for name, tensor in full.items()
+                if name not in tied
+            },
+        )
         if policy.hf_tokenizer is not None:
             policy.hf_tokenizer.save_pretrained(directory)
 
@@ -287,10 +361,14 @@ def load_trainer_state(directory, policy, optimizer) -> dict:
 
         model_state, optimizer_state = get_state_dict(policy, optimizer)
         dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=shards)
-        set_state_dict(policy, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
+        set_state_dict(
+            policy, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state
+        )
     elif is_sharded(policy):
-        raise ValueError(f"{directory} holds a whole optimizer state (a DDP or single-process run), "
-                         f"not FSDP2 shards: resume it with run.distributed: ddp")
+        raise ValueError(
+            f"{directory} holds a whole optimizer state (a DDP or single-process run), "
+            f"not FSDP2 shards: resume it with run.distributed: ddp"
+        )
     else:
         optimizer.load_state_dict(state["optimizer"])
     rng = state["rng"]

@@ -29,6 +29,7 @@ instead (`stats.seed_interval`); `stats.paired_interval` compares two recipes ru
 seeds, `stats.welch_interval` two recipes' unpaired seeds. The plots are in plots.py.
 """
 
+import threads  # noqa: F401  (first, before torch: OpenMP threads that step aside, threads.py)
 import argparse
 import json
 import math

@@ -58,6 +58,7 @@ Left out on purpose: any per-arm tuning, early stopping, and a correction for th
 tested at once (each verdict stands alone).
 """
 
+import threads  # noqa: F401  (first, before torch: OpenMP threads that step aside, threads.py)
 import argparse
 import concurrent.futures
 import json
@@ -139,7 +140,14 @@ def warm_start_checkpoint(cfg, log=print) -> str:
     device = pick_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     policy, tokenizer = build_policy(cfg, device)
-    return os.path.abspath(warm_start(cfg, policy, tokenizer, build_task(cfg), device, log))
+    cached = warm_start(cfg, policy, tokenizer, build_task(cfg), device, log)
+    if cached is None:  # every arm starts from one checkpoint on disk
+        raise StudyError(
+            f"the warm start could not be cached under {cfg.run.out_dir}/_warmstart (not "
+            "writable): "
+            "the study needs it on disk; give a writable --out"
+        )
+    return os.path.abspath(cached)
 
 
 def checkpoint_step(run_dir: str) -> int:

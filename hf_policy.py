@@ -503,9 +503,8 @@ class HFPolicy(nn.Module):
         own = self.model.state_dict()
         _, unexpected = self.model.load_state_dict(state, strict=False)
         loaded = {own[k].data_ptr() for k in state if k in own}
-        missing = [
-            k for k in own if k not in state and own[k].data_ptr() not in loaded
-        ]  # tied weights are loaded
+        # tied weights are loaded
+        missing = [k for k in own if k not in state and own[k].data_ptr() not in loaded]
         if missing or unexpected:
             raise ValueError(
                 f"{directory} does not match the model: missing {missing[:3]}, "
@@ -535,9 +534,8 @@ class HFPolicy(nn.Module):
                 "model.lora_targets "
                 f"make ({first_mismatch})"
             ) from None
-        missing = [
-            k for k in result.missing_keys if ".lora_" in k
-        ]  # the base weights are not in the folder
+        # the base weights are not in the folder
+        missing = [k for k in result.missing_keys if ".lora_" in k]
         if missing or result.unexpected_keys:
             raise ValueError(
                 f"{directory} does not match the model's adapters: missing {missing[:3]}, "

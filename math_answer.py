@@ -358,10 +358,11 @@ def _as_interval(ops, parts):
         return None
     # a <= slope*x + offset <= b  ->  (a - offset)/slope <= x <= (b - offset)/slope
     # (flipped if slope < 0)
+    # parts keep a written decimal's precision
     bounds = [
         symbol if i == where else parts[i] if (slope, offset) == (1, 0) else (v - offset) / slope
         for i, v in enumerate(values)
-    ]  # parts keep a written decimal's precision
+    ]
     increasing = (ops[0][0] == "<") == bool(slope > 0)
     closed = [op.endswith("=") for op in ops]
     if not increasing:

@@ -17,7 +17,8 @@ def make_optimizer(policy, lr, weight_decay, beta2=0.95):
 
 
 def scheduled_lr(peak: float, step: int, warmup: int, steps: int, cosine: bool) -> float:
-    """Linear warmup to `peak`, then `peak` (constant) or a cosine decay to 10 % of it at `steps`."""
+    """Linear warmup to `peak`, then `peak` (constant) or a cosine decay to 10 % of it at
+    `steps`."""
     if step < warmup:
         return peak * (step + 1) / warmup
     if not cosine:

@@ -37,9 +37,7 @@ DEFAULT_WORKERS = max(1, min(8, os.cpu_count() or 1))
 DEFAULT_MEMORY_MB = 2048  # RLIMIT_AS of a worker (address space, so generous)
 WORKER_START_TIMEOUT_S = 120.0
 MAX_CHUNK = 16  # answers per pipe write (per-answer deadlines still hold)
-RETRIES_AFTER_A_CRASH = (
-    1  # an answer whose worker dies is tried again this many times before it scores 0
-)
+RETRIES_AFTER_A_CRASH = 1  # an answer whose worker dies is retried this often, then scores 0
 SIGNALS_LEFT_TO_THE_TRAINER = ("SIGINT", "SIGTERM", "SIGHUP")
 
 _pool = []  # worker dicts: proc, buffer, jobs in flight, deadline, ready, verifier
@@ -105,9 +103,8 @@ def _worker_loop(directory, module_name, function_name, memory_mb, parent):
     sys.path.insert(0, directory)
     import importlib
 
-    verifier = getattr(
-        importlib.import_module(module_name), function_name
-    )  # imports sympy before "ready"
+    module = importlib.import_module(module_name)  # imports sympy (for math) before "ready"
+    verifier = getattr(module, function_name)
     replies.write((json.dumps(["ready", os.getpid()]) + "\n").encode())
     replies.flush()
     for line in sys.stdin.buffer:
@@ -264,16 +261,7 @@ def _score_in_pool(spec, responses, golds, timeout_s, workers, memory_mb, failed
                 )
                 _replace_worker(index)
                 continue
-            worker["buffer"] += chunk
-            while b"\n" in worker["buffer"]:
-                line, worker["buffer"] = worker["buffer"].split(b"\n", 1)
-                job, value = json.loads(line)
-                if job == "ready":
-                    worker["ready"] = True
-                elif worker["jobs"] and job == worker["jobs"][0]:
-                    scores[job] = float(value)
-                    worker["jobs"].popleft()
-                    worker["deadline"] = time.monotonic() + timeout_s
+            _take_replies(worker, chunk, scores, timeout_s)
         now = time.monotonic()
         for index, worker in enumerate(_pool):
             if worker["jobs"] and now > worker["deadline"]:
@@ -285,6 +273,21 @@ def _score_in_pool(spec, responses, golds, timeout_s, workers, memory_mb, failed
                     f"a verifier worker did not start within {WORKER_START_TIMEOUT_S:.0f} s"
                 )
     return scores
+
+
+def _take_replies(worker, chunk: bytes, scores, timeout_s):
+    """Read a worker's reply lines ("ready", or [job, score] for the job in progress) from `chunk`;
+    each answer restarts the worker's clock."""
+    worker["buffer"] += chunk
+    while b"\n" in worker["buffer"]:
+        line, worker["buffer"] = worker["buffer"].split(b"\n", 1)
+        job, value = json.loads(line)
+        if job == "ready":
+            worker["ready"] = True
+        elif worker["jobs"] and job == worker["jobs"][0]:
+            scores[job] = float(value)
+            worker["jobs"].popleft()
+            worker["deadline"] = time.monotonic() + timeout_s
 
 
 def _requeue_after_failure(worker, pending, retry=False):

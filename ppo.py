@@ -65,8 +65,9 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     else:  # dynamic sampling computed them as it kept the prompts
         advantages = refill.advantages
     zero_advantage = (advantages == 0).all(1)  # [B]: N zero advantages add no gradient
-    batch.advantages = advantages[first : first + b].reshape(b * N, 1).float()  # [b*N, 1]
-    batch.zero_advantage = zero_advantage[first : first + b].to(device).repeat_interleave(N)
+    mine = slice(first, first + len(sampled.prompts))  # this rank's (dynamic sampling: fewer)
+    batch.advantages = advantages[mine].reshape(-1, 1).float()  # [b*N, 1]
+    batch.zero_advantage = zero_advantage[mine].to(device).repeat_interleave(N)
 
     # 5. PPO updates: epochs x mini-batches, each a random share of every prompt's responses
     policy.train()
@@ -102,11 +103,18 @@ def sample_and_score(cfg: Config, policy, task, tokenizer, problems, seeds, devi
     rl, N = cfg.rl, cfg.rl.responses_per_prompt
     prompts = [tokenizer.encode_prompt(p.prompt) for p in problems]
     chunk = rl.rollout_prompts or len(prompts)  # prompts per call: bounds the KV cache
+    # fmt: skip
     sampling = dict(
-        n=N, max_new_tokens=cfg.task.max_new_tokens, eos_ids=tokenizer.eos_ids,
-        pad_id=tokenizer.pad_id, valid_vocab=tokenizer.vocab_size,
-        temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k,
-    )  # fmt: skip
+        n=N,
+        max_new_tokens=cfg.task.max_new_tokens,
+        eos_ids=tokenizer.eos_ids,
+        pad_id=tokenizer.pad_id,
+        valid_vocab=tokenizer.vocab_size,
+        temperature=rl.temperature,
+        top_p=rl.top_p,
+        top_k=rl.top_k,
+        drop_finished=rl.drop_finished,
+    )
     with distributed.full_weights(policy) as sampler:
         parts = [
             generate(sampler, prompts[i : i + chunk], seeds=seeds[i : i + chunk], **sampling)
@@ -150,10 +158,16 @@ def step_batch(cfg: Config, sampled: Sampled, tokenizer) -> StepBatch:
         loss_mask = loss_mask * (~rollout.truncated).float()[:, None]
     # the skip changes nothing but the work: not with a KL term, nor under torchrun (collectives)
     skip = rl.skip_zero_advantage and rl.kl_coef == 0 and distributed.world_size() == 1
+    # fmt: skip
     return StepBatch(
-        input_ids, attention_mask, rollout.response_mask, loss_mask, rollout.sampler_logprobs,
-        valid_vocab=tokenizer.vocab_size, skip_zero_advantage=skip,
-    )  # fmt: skip
+        input_ids,
+        attention_mask,
+        rollout.response_mask,
+        loss_mask,
+        rollout.sampler_logprobs,
+        valid_vocab=tokenizer.vocab_size,
+        skip_zero_advantage=skip,
+    )
 
 
 @torch.no_grad()
@@ -171,11 +185,17 @@ def logprobs(policy, batch: StepBatch, rows, cfg: Config, rows_per_prompt, retur
     """The training path's log-probs [r, L] of the responses of `rows` (and their entropy): the
     policy's forward returns log-probs, not logits (model.py, logprob.py). The rows come
     rows_per_prompt to a prompt, so the prompt's hidden states are computed once."""
+    # fmt: skip
     return policy(
-        batch.input_ids[rows], batch.attention_mask[rows], batch.response_mask[rows],
-        temperature=cfg.rl.temperature, valid_vocab=batch.valid_vocab,
-        return_entropy=return_entropy, fused=cfg.rl.logprob == "fused", group_size=rows_per_prompt,
-    )  # fmt: skip
+        batch.input_ids[rows],
+        batch.attention_mask[rows],
+        batch.response_mask[rows],
+        temperature=cfg.rl.temperature,
+        valid_vocab=batch.valid_vocab,
+        return_entropy=return_entropy,
+        fused=cfg.rl.logprob == "fused",
+        group_size=rows_per_prompt,
+    )
 
 
 def mean_entropy(entropy, response_mask, N, how="token"):
@@ -254,10 +274,17 @@ def ppo_update(cfg: Config, policy, batch: StepBatch, rows) -> dict:
         ref_logp = None if batch.ref_logp is None else batch.ref_logp[part]
         with distributed.gradient_sync(policy, last_micro_batch=i == len(micros) - 1):
             logp, _ = logprobs(policy, batch, part, cfg, rows_per_prompt)
+            # fmt: skip
             loss, token_stats = policy_loss(
-                logp, batch.old_logp[part], batch.advantages[part], batch.loss_mask[part],
-                denominator, rl, sampler_logp=batch.sampler_logp[part], ref_logp=ref_logp,
-            )  # fmt: skip
+                logp,
+                batch.old_logp[part],
+                batch.advantages[part],
+                batch.loss_mask[part],
+                denominator,
+                rl,
+                sampler_logp=batch.sampler_logp[part],
+                ref_logp=ref_logp,
+            )
             (loss * world).backward()  # DDP and FSDP2 average over ranks: x world is the sum
         sums["loss"] += loss.item()
         for name, per_token in token_stats.items():  # the KL counts every loss token

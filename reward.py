@@ -29,9 +29,8 @@ import pool
 from tasks import ANSWER_CLOSE, ANSWER_OPEN, MOVES
 
 # Bounds. Model text is untrusted: every loop below is linear in these, every recursion bounded.
-MAX_RESPONSE_CHARS = (
-    math_answer.MAX_RESPONSE_CHARS
-)  # a longer response scores 0: no generation is that long
+# a longer response scores 0: no generation is that long
+MAX_RESPONSE_CHARS = math_answer.MAX_RESPONSE_CHARS
 MAX_MOVES_CHARS = 100_000  # maze: longer move strings score 0
 MAX_EXPRESSION_CHARS = 1_000  # countdown expression
 MAX_EXPRESSION_DEPTH = 64  # countdown parentheses

@@ -127,10 +127,8 @@ def maze_prompt(grid: str) -> str:
     return grid + "\n"
 
 
-ANSWER_OPEN, ANSWER_CLOSE = (
-    "<answer>",
-    "</answer>",
-)  # the answer format of the built-in tasks (reward.py reads it)
+# the answer format of the built-in tasks (reward.py reads it)
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 
 
 def answer_tag(text: str) -> str:
@@ -438,28 +436,36 @@ class MathTask:
 # ----------------------------------------------------------------------------- the registry
 
 
-def synthetic_task(name: str, make):
-    def build(t):  # t: the config's task section (config.TaskConfig)
-        return SyntheticTask(name, make(t), t.seed, t.n_heldout)
+def maze_task(t) -> "SyntheticTask":
+    """t: the config's task section (config.TaskConfig)."""
+    return SyntheticTask(
+        "maze", maze_maker(t.min_size, t.max_size, t.loop_frac), t.seed, t.n_heldout
+    )
 
-    return build
+
+def countdown_task(t) -> "SyntheticTask":
+    return SyntheticTask(
+        "countdown", countdown_maker(t.n_numbers, t.max_number), t.seed, t.n_heldout
+    )
+
+
+def arithmetic_task(t) -> "SyntheticTask":
+    return SyntheticTask(
+        "arithmetic", arithmetic_maker(t.n_numbers, t.max_number), t.seed, t.n_heldout
+    )
+
+
+def math_task(t) -> "MathTask":
+    return MathTask(t.train_file, t.test_file, seed=t.seed, n_heldout=t.n_heldout,
+                    template=t.template, prompt_field=t.prompt_field,
+                    answer_field=t.answer_field)  # fmt: skip
 
 
 # task name -> a function of the config's task section that builds the task. A new task is one entry
 # here and its verifier in reward.VERIFIERS under the same name (tests/test_reward.py checks both).
 TASKS = {
-    "maze": synthetic_task("maze", lambda t: maze_maker(t.min_size, t.max_size, t.loop_frac)),
-    "countdown": synthetic_task("countdown", lambda t: countdown_maker(t.n_numbers, t.max_number)),
-    "arithmetic": synthetic_task(
-        "arithmetic", lambda t: arithmetic_maker(t.n_numbers, t.max_number)
-    ),
-    "math": lambda t: MathTask(
-        t.train_file,
-        t.test_file,
-        seed=t.seed,
-        n_heldout=t.n_heldout,
-        template=t.template,
-        prompt_field=t.prompt_field,
-        answer_field=t.answer_field,
-    ),
+    "maze": maze_task,
+    "countdown": countdown_task,
+    "arithmetic": arithmetic_task,
+    "math": math_task,
 }

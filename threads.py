@@ -1,4 +1,5 @@
-"""CPU threads that step aside when the cores are shared: OpenMP's wait policy, set before torch loads.
+"""CPU threads that step aside when the cores are shared: OpenMP's wait policy, set before torch
+loads.
 
 torch's CPU kernels run on OpenMP (libgomp). Between two parallel regions libgomp's threads
 spin-wait (GOMP_SPINCOUNT, 300,000 polls by default) before they sleep, so that the next region
@@ -16,6 +17,7 @@ OMP_WAIT_POLICY=PASSIVE unless the environment already says OMP_WAIT_POLICY or G
 (`GOMP_SPINCOUNT=300000` gives back libgomp's default; `OMP_WAIT_POLICY=ACTIVE` spins longer).
 Imported after torch it changes nothing and says so (`configure()` returns False).
 """
+
 import os
 import sys
 
@@ -23,9 +25,11 @@ DEFAULT_WAIT_POLICY = "PASSIVE"
 
 
 def configure(environ=os.environ, modules=sys.modules) -> bool:
-    """Set OMP_WAIT_POLICY=PASSIVE unless the environment chose a wait policy or a spin count already.
+    """Set OMP_WAIT_POLICY=PASSIVE unless the environment chose a wait policy or a spin count
+    already.
 
-    Returns False when torch is loaded already (libgomp has read its settings: too late), True otherwise.
+    Returns False when torch is loaded already (libgomp has read its settings: too late), True
+    otherwise.
     """
     if "torch" in modules:
         return False

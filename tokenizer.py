@@ -14,6 +14,7 @@ train.py and eval.py rely on:
 
 hf_tokenizer.HFTokenizer gives a Hugging Face tokenizer the same interface.
 """
+
 import string
 
 # Printable ASCII (space to '~') and newline: mazes, moves, tags, digits, operators, letters.
@@ -37,7 +38,9 @@ class CharTokenizer:
         try:
             return [self.char_to_id[c] for c in text]
         except KeyError as err:
-            raise ValueError(f"CharTokenizer cannot encode character {err.args[0]!r} in {text[:40]!r}") from None
+            raise ValueError(
+                f"CharTokenizer cannot encode character {err.args[0]!r} in {text[:40]!r}"
+            ) from None
 
     def encode_prompt(self, text: str) -> list[int]:
         return [self.bos_id] + self.encode(text)

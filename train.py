@@ -4,7 +4,8 @@
     python train.py --config configs/maze.yaml --rl.k 8      # any field can be overridden
     python train.py --config configs/maze.yaml --resume      # continue runs/<name>/
     python train.py --help                                   # every field with its meaning
-    torchrun --nproc_per_node=8 train.py --config ...        # data parallel: DDP, or FSDP2 for model.hf
+    torchrun --nproc_per_node=8 train.py --config ...        # data parallel: DDP, or FSDP2 for
+    model.hf
 
 Stage 1, the warm start (warm_start.py): supervised training on the task's demonstrations, cached
 under a key of its own config in runs/_warmstart/ so later runs reuse it.
@@ -16,6 +17,7 @@ reports. docs/reliability.md says what a run guarantees: Ctrl-C, SIGTERM and SIG
 in progress and save it; --resume continues exactly as the uninterrupted run would have.
 """
 
+import threads  # noqa: F401  (first, before torch: OpenMP threads that step aside, threads.py)
 import dataclasses
 import math
 import os
@@ -45,6 +47,7 @@ from checkpoint import (
     resume_candidates,
     rng_state,
     set_rng_state,
+    unlock_run_dir,
 )
 from config import Config, ConfigError, reward_options
 from optim import make_optimizer, scheduled_lr
@@ -78,6 +81,7 @@ def train(cfg: Config, log=print) -> dict:
             report(cfg, run, log)
     finally:
         run.tracker.close()
+        unlock_run_dir(run.dir)
     return run.evals["after"]
 
 
@@ -150,7 +154,8 @@ class Run:
     evals: dict = dataclasses.field(default_factory=lambda: {"before": None, "after": None})
     run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
     resumed_from: str = None  # the checkpoint it resumed from, or None
-    start_weight_norm: float = 0.0
+    weight_norm: float = 0.0  # after the last step (or at the start): the next step's yardstick
+    final_recorded: bool = True  # resumed: the checkpoint records the final evaluation
 
 
 def start_run(cfg: Config, device, log) -> Run:
@@ -183,10 +188,10 @@ def start_run(cfg: Config, device, log) -> Run:
         resume(cfg, run, log)
     metrics_path = os.path.join(run_dir, "metrics.jsonl") if distributed.is_main() else None
     resume_step = run.start_step if resumed_from else None
-    run.metrics_log = MetricsLog(metrics_path, resume_step=resume_step, log=log)
+    run.metrics_log = MetricsLog(metrics_path, resume_step, log, final_recorded=run.final_recorded)
     kind = cfg.run.tracker if distributed.is_main() else "none"
     run.tracker = tracker.open_tracker(kind, run_dir, settings, resume_step=resume_step)
-    run.start_weight_norm = weight_norm(policy)
+    run.weight_norm = weight_norm(policy)
     return run
 
 
@@ -196,6 +201,7 @@ def resume(cfg: Config, run: Run, log):
     set_rng_state(state["rng"])
     run.start_step, run.evals = state["step"], state["evals"]
     run.run_id = state.get("run_id", "")
+    run.final_recorded = run.evals["after"] is not None  # else a final row past it is dropped
     if run.start_step < cfg.rl.steps:  # more steps asked of a finished run: evaluate again
         run.evals["after"] = None
     log(f"resumed from {run.resumed_from} at step {run.start_step}")
@@ -218,10 +224,12 @@ def check_world(cfg: Config):
     world = distributed.world_size()
     if cfg.rl.resample_rounds and world > 1:
         raise ConfigError("rl.resample_rounds (dynamic sampling) runs in one process: under "
-                          "torchrun the refilled batch would have to move rollouts between ranks")  # fmt: skip
+                          "torchrun the refilled batch would have to move rollouts between "
+                              "ranks")  # fmt: skip
     if cfg.rl.prompts_per_step % world:
         raise ConfigError(f"rl.prompts_per_step={cfg.rl.prompts_per_step} must be a multiple of "
-                          f"the number of ranks ({world}): each samples an equal share")  # fmt: skip
+                          f"the number of ranks ({world}): each samples an equal "
+                              "share")  # fmt: skip
 
 
 def weight_norm(policy) -> float:
@@ -235,18 +243,20 @@ def weight_norm(policy) -> float:
 
 def check_weights(run: Run, done, metrics, log):
     """Non-finite weights end the run as a non-finite loss does (Diverged, naming the last good
-    checkpoint). Weights that grow far from where RL started (an rl.lr far too large) are warned
-    of in the log; metrics get train/weight_growth, the norm over RL's starting norm."""
+    checkpoint). A step that moves the weights' norm by more than half (an rl.lr far too large),
+    or a loss far out of range, is warned of in the log; metrics get train/weight_norm_change,
+    |norm after - norm before| / norm before (a lower bound of the update's relative size)."""
     norm = weight_norm(run.policy)
     if not math.isfinite(norm):
         raise Diverged(f"the weights are no longer finite after step {done}: the last good "
                        f"checkpoint is {latest_checkpoint(run.dir)} (lower rl.lr)")  # fmt: skip
-    growth = norm / max(run.start_weight_norm, 1e-12)
-    metrics["train/weight_growth"] = growth
+    change = abs(norm - run.weight_norm) / max(run.weight_norm, 1e-12)
+    run.weight_norm = norm
+    metrics["train/weight_norm_change"] = change
     loss = metrics["train/loss"]
-    if growth > 10 or abs(loss) > 1e3:
-        log(f"warning: step {done}: the weights' norm is {growth:.3g}x RL's start and the loss "
-            f"{loss:.3g}: the update is far out of range (lower rl.lr)")  # fmt: skip
+    if change > 0.5 or abs(loss) > 1e3:
+        log(f"warning: step {done}: the weights' norm moved by {change:.3g} of itself and the loss "
+            f"is {loss:.3g}: the update is far out of range (lower rl.lr)")  # fmt: skip
 
 
 def save(cfg: Config, run: Run, step):
@@ -254,11 +264,21 @@ def save(cfg: Config, run: Run, step):
     params = run.policy.parameters()
     if distributed.any_rank(not all(torch.isfinite(p).all() for p in params)):
         raise Diverged(f"the weights are no longer finite at step {step}: not saved; the last "
-                       f"good checkpoint is {latest_checkpoint(run.dir)} (lower rl.lr)")  # fmt: skip
+                       f"good checkpoint is {latest_checkpoint(run.dir)} (lower "
+                           "rl.lr)")  # fmt: skip
     state = {"step": step, "rng": rng_state(), "evals": run.evals, "run_id": run.run_id}
     settings = dataclasses.asdict(cfg)
-    return distributed.save_checkpoint(run.dir, step, run.policy, run.optimizer, state, settings,
-                                       keep=cfg.run.keep_checkpoints, run_id=run.run_id)  # fmt: skip
+    return distributed.save_checkpoint(
+        run.dir,
+        step,
+        run.policy,
+        run.optimizer,
+        state,
+        settings,
+        # fmt: skip
+        keep=cfg.run.keep_checkpoints,
+        run_id=run.run_id,
+    )
 
 
 def run_eval(cfg: Config, run: Run) -> dict:
@@ -267,11 +287,20 @@ def run_eval(cfg: Config, run: Run) -> dict:
     problems = run.task.heldout[: cfg.eval.n_problems]
     e = cfg.eval
     with distributed.full_weights(run.policy) as sampler:
+        # fmt: skip
         return evaluation.evaluate(
-            sampler, run.tokenizer, problems, run.task.name, n=e.n_samples,
-            max_new_tokens=cfg.task.max_new_tokens, temperature=e.temperature, top_p=e.top_p,
-            ks=e.ks, seed=cfg.run.seed, reward_options=reward_options(cfg),
-        )  # fmt: skip
+            sampler,
+            run.tokenizer,
+            problems,
+            run.task.name,
+            n=e.n_samples,
+            max_new_tokens=cfg.task.max_new_tokens,
+            temperature=e.temperature,
+            top_p=e.top_p,
+            ks=e.ks,
+            seed=cfg.run.seed,
+            reward_options=reward_options(cfg),
+        )
 
 
 def report(cfg: Config, run: Run, log):

@@ -52,73 +52,28 @@ def warm_start_dir(cfg: Config) -> str:
 def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
     """Supervised training on demonstrations, cached in warm_start_dir(cfg); returns the cached
     checkpoint, or None when the cache could not be written (the policy holds the trained weights
-    either way)."""
+    either way). A signal stops it after the step in progress (the last one included), cached."""
     cache_dir = warm_start_dir(cfg)
     checkpoint = latest_checkpoint(cache_dir)
     optimizer = make_optimizer(policy, cfg.sft.lr, cfg.sft.weight_decay)
-    start, cached = 0, [True]
+    start = 0
     if checkpoint:
         policy.load_weights(checkpoint)
         state = torch.load(os.path.join(checkpoint, "trainer.pt"), weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
-        log(
-            f"warm start: {'reusing' if start >= cfg.sft.steps else 'resuming'} {checkpoint} (step "
-            f"{start})"
-        )
-
-    def save(step):  # under torchrun every rank trains the same warm start; rank 0 writes it
-        if not all(torch.isfinite(p).all() for p in policy.parameters()):
-            raise Diverged(
-                f"the warm start's weights are no longer finite at step {step}: not cached (lower "
-                "sft.lr)"
-            )
-        if not distributed.is_main() or not cached[0]:
-            return None
-        try:
-            return save_checkpoint(
-                cache_dir,
-                step,
-                policy,
-                {"step": step, "optimizer": optimizer.state_dict()},
-                dataclasses.asdict(cfg),
-            )
-        except (
-            OSError
-        ) as err:  # a read-only or forbidden cache: the weights are trained, only not kept
-            cached[0] = False
-            log(
-                f"warm start: cannot cache it in {cache_dir} ({err.strerror or err}): trained "
-                "without a cache, so the next run trains it again"
-            )
-            return None
-
+        how = "reusing" if start >= cfg.sft.steps else "resuming"
+        log(f"warm start: {how} {checkpoint} (step {start})")
     if start >= cfg.sft.steps:
         return checkpoint
     policy.train()
     loss_avg, t0 = None, time.time()
-    with (
-        GracefulStop(log) as stop,
-        stop.deferred(),
-    ):  # a signal stops it after the step in progress, cached
+    with GracefulStop(log) as stop, stop.deferred():
         for step in range(start, cfg.sft.steps):
             for group in optimizer.param_groups:
-                group["lr"] = scheduled_lr(
-                    cfg.sft.lr, step, cfg.sft.warmup, cfg.sft.steps, cosine=True
-                )
-            try:
-                loss = sft_step(
-                    policy, optimizer, demonstrations(task, step, cfg), tokenizer, cfg, device
-                )
-            except (
-                ValueError
-            ) as err:  # a demonstration longer than check_demonstration_lengths saw: one line
-                if "longer than model.block_size" not in str(err):
-                    raise
-                raise ConfigError(
-                    f"warm start step {step + 1}: a prompt with its demonstration is a {err}; "
-                    "raise model.block_size, or use smaller problems"
-                ) from None
+                sft = cfg.sft
+                group["lr"] = scheduled_lr(sft.lr, step, sft.warmup, sft.steps, cosine=True)
+            loss = demonstration_step(policy, optimizer, task, step, tokenizer, cfg, device)
             if not math.isfinite(loss):
                 raise Diverged(
                     f"the warm start's loss is {loss} at step {step + 1}: not cached (lower sft.lr)"
@@ -129,17 +84,51 @@ def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
                     f"warm start step {step + 1}/{cfg.sft.steps}: loss {loss_avg:.4f} "
                     f"({time.time() - t0:.0f}s)"
                 )
-            if distributed.any_rank(
-                stop.requested is not None
-            ):  # the last step too: a signal is never dropped
-                save(step + 1)
+            if distributed.any_rank(stop.requested is not None):  # the last step's signal too
+                saved = save_warm_start(cfg, cache_dir, policy, optimizer, step + 1, log)
+                then = "resumes" if step + 1 < cfg.sft.steps else "reuses"
                 log(
                     f"stopped the warm start after step {step + 1}, "
-                    f"{'cached' if cached[0] else 'not cached'}: "
-                    f"the next run {'resumes' if step + 1 < cfg.sft.steps else 'reuses'} it"
+                    f"{'cached: the next run ' + then + ' it' if saved else 'not cached'}"
                 )
                 raise Stopped(stop.requested or signal.SIGINT)
-    return save(cfg.sft.steps)
+    return save_warm_start(cfg, cache_dir, policy, optimizer, cfg.sft.steps, log)
+
+
+def save_warm_start(cfg: Config, cache_dir, policy, optimizer, step: int, log):
+    """Cache the warm start at `step` (rank 0 writes it; under torchrun every rank trains the same
+    one). Non-finite weights are never cached; a cache that cannot be written (read-only, forbidden)
+    is skipped with a note, and None returned."""
+    if not all(torch.isfinite(p).all() for p in policy.parameters()):
+        raise Diverged(
+            f"the warm start's weights are no longer finite at step {step}: not cached (lower "
+            "sft.lr)"
+        )
+    if not distributed.is_main():
+        return None
+    state = {"step": step, "optimizer": optimizer.state_dict()}
+    try:
+        return save_checkpoint(cache_dir, step, policy, state, dataclasses.asdict(cfg))
+    except OSError as err:
+        log(
+            f"warm start: cannot cache it in {cache_dir} ({err.strerror or err}): trained without "
+            "a cache, so the next run trains it again"
+        )
+        return None
+
+
+def demonstration_step(policy, optimizer, task, step: int, tokenizer, cfg: Config, device):
+    """sft_step on the warm start's batch at `step`; a demonstration longer than the model (one
+    check_demonstration_lengths did not see) is a one-line ConfigError, not a traceback."""
+    try:
+        return sft_step(policy, optimizer, demonstrations(task, step, cfg), tokenizer, cfg, device)
+    except ValueError as err:
+        if "longer than model.block_size" not in str(err):
+            raise
+        raise ConfigError(
+            f"warm start step {step + 1}: a prompt with its demonstration is a {err}; raise "
+            "model.block_size, or use smaller problems"
+        ) from None
 
 
 def demonstrations(task, step: int, cfg: Config) -> list:
@@ -177,11 +166,12 @@ def check_demonstration_lengths(cfg: Config, task, tokenizer, context: int):
             where = problem.origin or f"{kind} {task.name} problem {index}"
             if not isinstance(problem.demo, str):
                 raise ConfigError(no_demonstration_message(cfg, task, where))
+            # + EOS
             length = (
                 len(tokenizer.encode_prompt(problem.prompt))
                 + len(tokenizer.encode(problem.demo))
                 + 1
-            )  # + EOS
+            )
             if length > context:
                 raise ConfigError(
                     f"{where}: the prompt and its demonstration are {length} tokens, more than the "
@@ -219,9 +209,8 @@ def sft_step(policy, optimizer, problems, tokenizer, cfg: Config, device) -> flo
         loss.backward()
         loss_sum += loss.item()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-    if math.isfinite(
-        loss_sum
-    ):  # a non-finite loss stops the warm start (the caller): never step on it
+    # a non-finite loss stops the warm start (the caller): never step on it
+    if math.isfinite(loss_sum):
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum

@@ -35,9 +35,8 @@ class PasskGRPOTrainer(GRPOTrainer):
         self.passk_where = f"PasskGRPOTrainer({passk_estimator}, k={passk_k})"
         self.passk_estimator, self.passk_k = passk_estimator, passk_k
         self.passk_options = passk_options or {}
-        check_settings(
-            passk_estimator, passk_k, self.passk_options, self.passk_where
-        )  # before loading
+        # before loading
+        check_settings(passk_estimator, passk_k, self.passk_options, self.passk_where)
         super().__init__(*args, **kwargs)
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
@@ -63,9 +62,8 @@ class PasskGRPOTrainer(GRPOTrainer):
         weights = self.reward_weights.to(rewards_per_func.device)
         scores = (rewards_per_func * weights).nansum(dim=1)  # [B_all], TRL's sum
         scores[rewards_per_func.isnan().all(dim=1)] = float("nan")  # unscored: refused
-        prompt_of = [
-            row // num_generations for row in range(scores.shape[0])
-        ]  # prompt index per row
+        # prompt index per row
+        prompt_of = [row // num_generations for row in range(scores.shape[0])]
         return grouped_advantages(
             self.passk_estimator,
             scores,

@@ -65,9 +65,10 @@ def make_estimator(verl_name: str):
         if index is None:
             raise ValueError(f"{verl_name} needs the prompt uids (data.non_tensor_batch['uid'])")
         scores = token_level_rewards.sum(dim=-1)  # [B]: the outcome reward
+        # [B]
         per_response = grouped_advantages(
             name, scores, index, k=k, options=options, where=f"algorithm.adv_estimator={verl_name}"
-        )  # [B]
+        )
         advantages = per_response[:, None].to(token_level_rewards.dtype) * response_mask  # [B, T]
         return advantages, advantages
 

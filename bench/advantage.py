@@ -54,9 +54,8 @@ def main():
 
     generator = torch.Generator().manual_seed(0)
     accuracy = torch.rand(args.G, 1, generator=generator)
-    rewards = (
-        (torch.rand(args.G, args.N, generator=generator) < accuracy).float().to(device)
-    )  # [G, N]
+    # [G, N]
+    rewards = (torch.rand(args.G, args.N, generator=generator) < accuracy).float().to(device)
     available = {
         "prompt_entropy": torch.rand(args.G, generator=generator).to(device),
         "generator": torch.Generator(device=device).manual_seed(0),

@@ -19,6 +19,7 @@ method must hold: the process with its inputs (and torch.compile's compiler), me
 the timed runs, plus the weight gradient. Ratios are against eager naive in the same run. Prints a
 markdown table.
 """
+
 import argparse
 import json
 import os
@@ -29,6 +30,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# noqa: E402, F401  (OpenMP threads that sleep when the cores are shared: before torch)
+import threads  # noqa: E402, F401  (before torch: OpenMP threads that step aside)
 
 CASES = {  # name: (tokens M, hidden d, vocabulary V, backward?)
     "qwen-grad": (4096, 896, 151936, True),
@@ -57,15 +60,19 @@ def worker(args):
     gen = torch.Generator(device).manual_seed(0)
     # filled in place: no temporaries to inflate the baseline
     hidden = torch.empty(M, d, device=device, dtype=dtype).normal_(generator=gen)  # [M, d]
-    weight = torch.empty(V, d, device=device, dtype=dtype).normal_(std=2 / d**0.5, generator=gen)  # [V, d]
+    # [V, d]
+    weight = torch.empty(V, d, device=device, dtype=dtype).normal_(std=2 / d**0.5, generator=gen)
     targets = torch.randint(0, V, (M,), device=device, generator=gen)  # [M]
     grad_logp = torch.randn(M, device=device, generator=gen)  # upstream gradient of the PPO loss
     hidden.requires_grad_(backward)
     weight.requires_grad_(backward)
 
     if args.method == "fused":
+
         def compute(h, w, t):
-            return logprob.fused_logprobs(h, w, t, chunk_size=args.chunk_size, return_entropy=not backward)
+            return logprob.fused_logprobs(
+                h, w, t, chunk_size=args.chunk_size, return_entropy=not backward
+            )
     else:
         naive = logprob.naive_logprobs_unchecked
         if args.method == "compiled":
@@ -104,17 +111,43 @@ def worker(args):
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     must_hold = weight.numel() * weight.element_size() if backward else 0  # the weight gradient
-    cpu = min(cpu_seconds[1:]) if device.type == "cpu" else None  # on GPU it only counts the launches
-    print(json.dumps(dict(time=min(times), times=times, cpu=cpu, cpus=cpu_seconds[1:],
-                          warmup=warmup_s, peak=peak,
-                          baseline=baseline, above=peak - baseline - must_hold,
-                          load=(load_before, os.getloadavg()[0]))))
+    # on GPU it only counts the launches
+    cpu = min(cpu_seconds[1:]) if device.type == "cpu" else None
+    print(
+        json.dumps(
+            dict(
+                time=min(times),
+                times=times,
+                cpu=cpu,
+                cpus=cpu_seconds[1:],
+                warmup=warmup_s,
+                peak=peak,
+                baseline=baseline,
+                above=peak - baseline - must_hold,
+                load=(load_before, os.getloadavg()[0]),
+            )
+        )
+    )
 
 
 def run_worker(case, method, args):
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--case", case, "--method", method,
-               "--device", args.device, "--dtype", args.dtype, "--tokens", str(args.tokens),
-               "--repeats", str(args.repeats if case.startswith("qwen") else 5 * args.repeats)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--case",
+        case,
+        "--method",
+        method,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--tokens",
+        str(args.tokens),
+        "--repeats",
+        str(args.repeats if case.startswith("qwen") else 5 * args.repeats),
+    ]
     if args.chunk_size:
         command += ["--chunk-size", str(args.chunk_size)]
     if args.threads:
@@ -132,7 +165,9 @@ def run_worker(case, method, args):
 def ratio(numerator, denominator, key):
     if numerator is None or denominator is None or numerator[key] is None:
         return "-"
-    return f"{numerator[key] / max(denominator[key], 1e-9):.2f}" + ("" if key in ("time", "cpu") else "x")
+    return f"{numerator[key] / max(denominator[key], 1e-9):.2f}" + (
+        "" if key in ("time", "cpu") else "x"
+    )
 
 
 def cpu_text(result):
@@ -143,13 +178,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--tokens", type=int, default=4096, help="response tokens at the Qwen shape")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per method (the fastest is kept)")
-    parser.add_argument("--chunk-size", type=int, default=None, help="fused chunk size (default: logprob's)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads per worker (default: torch's); 1 is steadier on a shared machine")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    parser.add_argument(
+        "--tokens", type=int, default=4096, help="response tokens at the Qwen shape"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed runs per method (the fastest is kept)"
+    )
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="fused chunk size (default: logprob's)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per worker (default: torch's); 1 is steadier on a shared machine",
+    )
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES)
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated subset of " + ",".join(METHODS),
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -158,15 +209,26 @@ def main():
         return worker(args)
 
     import torch
-    threads = args.threads or torch.get_num_threads()
-    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {threads} threads"
-    print(f"torch {torch.__version__}, {where}, {args.dtype}; best of {args.repeats} runs at the Qwen shape, "
-          f"{5 * args.repeats} at the small one, after one warm-up; "
-          f"load average before: {os.getloadavg()[0]:.1f}")
-    header = ("| case | method | time (s) | time / naive | process CPU (s) | CPU / naive | peak total (MB) "
-              "| naive / this | above inputs + weight grad (MB) | naive / this |")
+
+    n_threads = args.threads or torch.get_num_threads()
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {n_threads} threads"
+    print(
+        f"torch {torch.__version__}, {where}, {args.dtype}; best of {args.repeats} runs at the "
+        "Qwen shape, "
+        f"{5 * args.repeats} at the small one, after one warm-up; "
+        f"load average before: {os.getloadavg()[0]:.1f}"
+    )
+    header = (
+        "| case | method | time (s) | time / naive | process CPU (s) | CPU / naive | peak total "
+        "(MB) "
+        "| naive / this | above inputs + weight grad (MB) | naive / this |"
+    )
     rows = [header, "|" + "---|" * 10]
-    labels = {"naive": "naive (eager)", "compiled": "naive (torch.compile)", "fused": "fused (chunked)"}
+    labels = {
+        "naive": "naive (eager)",
+        "compiled": "naive (torch.compile)",
+        "fused": "fused (chunked)",
+    }
     for case in args.cases.split(","):
         M, d, V, backward = case_shape(case, args.tokens)
         title = f"M={M}, d={d}, V={V}, " + ("fwd+bwd" if backward else "no-grad, +entropy")
@@ -175,19 +237,28 @@ def main():
             results[method] = result = run_worker(case, method, args)
             if result is None:
                 continue
-            runs = ", ".join(f"{t:.4f}" for t in result["times"])  # 0.1 ms: GPU runs take tens of ms
+            # 0.1 ms: GPU runs take tens of ms
+            runs = ", ".join(f"{t:.4f}" for t in result["times"])
             cpu = ", ".join(f"{t:.1f}" for t in result["cpus"])
-            print(f"{case:13s} {method:9s} time {result['time']:8.4f} s (runs {runs}; process CPU s {cpu}; "
-                  f"warm-up {result['warmup']:.1f} s; load {result['load'][0]:.1f} -> {result['load'][1]:.1f})  "
-                  f"peak {result['peak'] / MB:.0f} MB, above {result['above'] / MB:.0f} MB", flush=True)
+            print(
+                f"{case:13s} {method:9s} time {result['time']:8.4f} s (runs {runs}; process CPU s "
+                f"{cpu}; "
+                f"warm-up {result['warmup']:.1f} s; load {result['load'][0]:.1f} -> "
+                f"{result['load'][1]:.1f})  "
+                f"peak {result['peak'] / MB:.0f} MB, above {result['above'] / MB:.0f} MB",
+                flush=True,
+            )
         base = results.get("naive")
         for method, result in results.items():
             if result is None:
                 continue
-            rows.append(f"| {title} | {labels[method]} | {result['time']:.4f} | {ratio(result, base, 'time')} "
-                        f"| {cpu_text(result)} | {ratio(result, base, 'cpu')} "
-                        f"| {result['peak'] / MB:.0f} | {ratio(base, result, 'peak')} "
-                        f"| {result['above'] / MB:.0f} | {ratio(base, result, 'above')} |")
+            rows.append(
+                f"| {title} | {labels[method]} | {result['time']:.4f} | "
+                f"{ratio(result, base, 'time')} "
+                f"| {cpu_text(result)} | {ratio(result, base, 'cpu')} "
+                f"| {result['peak'] / MB:.0f} | {ratio(base, result, 'peak')} "
+                f"| {result['above'] / MB:.0f} | {ratio(base, result, 'above')} |"
+            )
     print()
     print("\n".join(rows))
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")

@@ -66,6 +66,7 @@ import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import threads  # noqa: E402, F401  (before torch: OpenMP threads that step aside, threads.py)
 
 # config.json of Qwen/Qwen2.5-{0.5B,1.5B,7B}-Instruct, the fields that set the memory
 SHAPES = {
@@ -293,6 +294,7 @@ class StepAccounts:
     def install(self, ppo, hf_policy, logprob):
         """Patch the module-level names rl_step, HFPolicy and the fused backward look up when
         called; returns a function that puts them back."""
+        # the last two on the instances: a later step must not wrap them twice
         patched = [
             (ppo, "generate"),
             (ppo, "no_grad_logprobs"),
@@ -302,7 +304,7 @@ class StepAccounts:
             (logprob, "_backward"),
             (self.policy, "prefill"),
             (self.optimizer, "step"),
-        ]  # the last two on the instances: a later step must not wrap them twice
+        ]
         originals = [(owner, name, vars(owner).get(name, ABSENT)) for owner, name in patched]
         real_prefill, real_logprobs, real_step = (
             self.policy.prefill,
@@ -410,9 +412,8 @@ class StepAccounts:
             for layer, original in zip(layers, originals):
 
                 def checkpointed(function, *args, _original=original):
-                    keep(
-                        list(args) + list(getattr(function, "keywords", {}).values())
-                    )  # held for the recompute
+                    # held for the recompute
+                    keep(list(args) + list(getattr(function, "keywords", {}).values()))
                     return _original(function, *args)
 
                 layer._gradient_checkpointing_func = checkpointed
@@ -634,9 +635,8 @@ def predict(measured: dict, cfg, shape: str, prompt_tokens: int) -> dict:
             "vocab": ratio(lambda s: s["vocab_size"]),
             "head": ratio(lambda s: s["vocab_size"] * s["hidden_size"]),
         }
-        trained_bytes = (
-            4 * measured["trainable"]
-        )  # trained weights are float32 (master weights, adapters)
+        # trained weights are float32 (master weights, adapters)
+        trained_bytes = 4 * measured["trainable"]
         frozen_scale = (params - trained) / max(1, measured["parameters"] - measured["trainable"])
         fixed["weights"] = (
             fixed["weights"] - trained_bytes

@@ -1,9 +1,9 @@
 """Benchmark: one RL step of a config, by stage and by operator, against the machine's matmul rate.
 
-    python bench/step.py                                  # configs/maze.yaml, 2 threads
-    python bench/step.py --compare HEAD~3                 # the same step at another revision: a speed ratio
-    python bench/step.py --shared                         # two step benches side by side vs one alone
-    python bench/step.py --tiny --cache-dir /tmp/x        # seconds: configs/tiny.yaml (the test)
+    python bench/step.py                          # configs/maze.yaml, 2 threads
+    python bench/step.py --compare HEAD~3         # the same step at another revision: a ratio
+    python bench/step.py --shared                 # two step benches side by side vs one alone
+    python bench/step.py --tiny --cache-dir /tmp/x    # seconds: configs/tiny.yaml (the test)
 
 The step is train.rl_step as it is, on one fixed policy: the config's warm start (trained once,
 cached under --cache-dir, default $TMPDIR/passk_bench_step) or `--init random` (then most prompts
@@ -24,6 +24,7 @@ as a child process against each tree in turn (this checkout, REV, this checkout,
 A/B --rounds times; each child times the step after its own warm-up. Ratios of medians are printed.
 Only train.rl_step and the builders (bench_pieces) are needed at REV, so older revisions work.
 """
+
 import argparse
 import copy
 import json
@@ -39,20 +40,48 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/maze.yaml")
-    parser.add_argument("--tiny", action="store_true", help="configs/tiny.yaml, one repeat, short profile")
+    parser.add_argument(
+        "--tiny", action="store_true", help="configs/tiny.yaml, one repeat, short profile"
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of the step after a warm-up")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of the step after a warm-up"
+    )
     parser.add_argument("--step", type=int, default=0, help="which RL step (its prompts and seeds)")
-    parser.add_argument("--init", default="warm", help="warm (the config's cached warm start), random, or a "
-                        "checkpoint directory")
-    parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "passk_bench_step"))
-    parser.add_argument("--compare", metavar="REV", help="time the same step at git revision REV too")
-    parser.add_argument("--rounds", type=int, default=3, help="A/B alternations of --compare and --shared")
-    parser.add_argument("--shared", action="store_true", help="two benches side by side vs one alone")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. rl.minibatches=2 (as train.py's --rl.minibatches 2)")
+    parser.add_argument(
+        "--init",
+        default="warm",
+        help="warm (the config's cached warm start), random, or a checkpoint directory",
+    )
+    parser.add_argument(
+        "--cache-dir", default=os.path.join(tempfile.gettempdir(), "passk_bench_step")
+    )
+    parser.add_argument(
+        "--compare", metavar="REV", help="time the same step at git revision REV too"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="A/B alternations of --compare and --shared"
+    )
+    parser.add_argument(
+        "--shared", action="store_true", help="two benches side by side vs one alone"
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. rl.minibatches=2 (as train.py's --rl.minibatches 2)",
+    )
+    parser.add_argument(
+        "--policy-set",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="policy attributes, e.g. length_buckets=4 (options not yet in the config)",
+    )
     parser.add_argument("--root", default=ROOT, help=argparse.SUPPRESS)  # the tree a child imports
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # print one JSON line
+    # print one JSON line
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -62,37 +91,52 @@ def parse(argv):
 
 # ----------------------------------------------------------------------------- the pieces of a step
 
+
 def step_modules():
-    """(the module with rl_step and its stages, the builders', the optimizer's): where train.py's public pieces
-    live at this revision (issue 23 moves them from train/config/warm_start to ppo/build/optim)."""
+    """(the module with rl_step and its stages, the builders', the optimizer's): where train.py's
+    public pieces live at this revision (issue 23 moves them from train/config/warm_start to
+    ppo/build/optim)."""
     import importlib
     import importlib.util
 
-    pick = lambda *names: importlib.import_module(next(n for n in names if importlib.util.find_spec(n)))
+    pick = lambda *names: importlib.import_module(
+        next(n for n in names if importlib.util.find_spec(n))
+    )
     return pick("ppo", "train"), pick("build", "config"), pick("optim", "warm_start")
 
 
-def bench_pieces(cfg, device, init_dir):
-    """(policy, tokenizer, task, optimizer): fresh from the config, with the weights of init_dir if given."""
+def bench_pieces(cfg, device, init_dir, policy_settings=()):
+    """(policy, tokenizer, task, optimizer): fresh from the config, with the weights of init_dir if
+    given.
+    """
     _, builders, optim = step_modules()
     task = builders.build_task(cfg)
     policy, tokenizer = builders.build_policy(cfg, device)
     if init_dir:
         policy.load_weights(init_dir)
+    for name, value in (item.split("=", 1) for item in policy_settings):
+        if hasattr(policy, name):  # an older revision without the option runs without it
+            setattr(policy, name, type(getattr(policy, name))(value))
     optimizer = optim.make_optimizer(policy, cfg.rl.lr, cfg.rl.weight_decay, cfg.rl.adam_beta2)
     return policy, tokenizer, task, optimizer
 
 
 def load_cfg(args):
     parse_args = getattr(step_modules()[1], "parse_config", None) or step_modules()[1].parse_args
-    overrides = [part for item in args.set for part in ("--" + item.partition("=")[0], item.partition("=")[2])]
+    overrides = [
+        part
+        for item in args.set
+        for part in ("--" + item.partition("=")[0], item.partition("=")[2])
+    ]
     cfg, _ = parse_args(["--config", os.path.join(args.root, args.config), *overrides])
     cfg.run.out_dir = args.cache_dir  # the warm start's cache; nothing is written under runs/
     return cfg
 
 
 def warm_policy_dir(args) -> str:
-    """The checkpoint the step starts from: the cached warm start (trained here once), a directory, or ''."""
+    """The checkpoint the step starts from: the cached warm start (trained here once), a directory,
+    or ''.
+    """
     if args.init == "random":
         return ""
     if args.init != "warm":
@@ -105,14 +149,22 @@ def warm_policy_dir(args) -> str:
     torch.manual_seed(cfg.run.seed)
     builders = step_modules()[1]
     policy, tokenizer = builders.build_policy(cfg, torch.device("cpu"))
-    return warm_start(cfg, policy, tokenizer, builders.build_task(cfg), torch.device("cpu"), log=lambda *a: None)
+    return warm_start(
+        cfg, policy, tokenizer, builders.build_task(cfg), torch.device("cpu"), log=lambda *a: None
+    )
 
 
-STAGES = {"rollout": ["sample_and_score"], "old log-probs": ["no_grad_logprobs"], "update": ["ppo_update"]}
+STAGES = {
+    "rollout": ["sample_and_score"],
+    "old log-probs": ["no_grad_logprobs"],
+    "update": ["ppo_update"],
+}
 
 
 class StageTimes:
-    """Wraps train.py's stage functions (and optimizer.step) with timers and profiler ranges, restoring on exit."""
+    """Wraps train.py's stage functions (and optimizer.step) with timers and profiler ranges,
+    restoring on exit.
+    """
 
     def __init__(self, train_module, optimizer):
         self.train, self.optimizer, self.seconds, self.saved = train_module, optimizer, {}, []
@@ -130,6 +182,7 @@ class StageTimes:
                 result = original(*args, **kwargs)
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
             return result
+
         self.saved.append((owner, name, original))
         setattr(owner, name, timed)
 
@@ -181,14 +234,16 @@ def prepare(args):
     init_dir = warm_policy_dir(args)
     cfg = load_cfg(args)
     torch.manual_seed(cfg.run.seed)
-    pieces = Pieces(bench_pieces(cfg, torch.device("cpu"), init_dir))
+    pieces = Pieces(bench_pieces(cfg, torch.device("cpu"), init_dir, args.policy_set))
     pieces.start_weights = copy.deepcopy(pieces[0].state_dict())
     pieces.start_optimizer = copy.deepcopy(pieces[3].state_dict())
     return cfg, pieces
 
 
 def time_step(args):
-    """-> (cfg, pieces, [seconds per repeat], [{stage: seconds} per repeat]) after one warm-up run."""
+    """-> (cfg, pieces, [seconds per repeat], [{stage: seconds} per repeat]) after one warm-up
+    run.
+    """
     cfg, pieces = prepare(args)
     run_step(args, cfg, pieces)  # warm-up: allocator, lazy initialisation
     runs = [run_step(args, cfg, pieces)[:2] for _ in range(args.repeats)]
@@ -201,21 +256,27 @@ def median(values):
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-# ----------------------------------------------------------------------------- FLOPs and the machine's rate
+# ----------------------------------------------------------------------------- FLOPs and the
+# machine's rate
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-SDPA_OPS = {"aten::_scaled_dot_product_flash_attention_for_cpu": 4,
-            "aten::_scaled_dot_product_flash_attention_for_cpu_backward": 8}
+SDPA_OPS = {
+    "aten::_scaled_dot_product_flash_attention_for_cpu": 4,
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward": 8,
+}
 
 
 def step_flops(profiler) -> dict:
-    """Matrix FLOPs of the profiled step: {'matmul': mm family, 'attention': SDPA from its query/key shapes}."""
+    """Matrix FLOPs of the profiled step: {'matmul': mm family, 'attention': SDPA from its
+    query/key shapes}.
+    """
     matmul = attention = 0
     for event in profiler.events():
         if event.name in MATMUL_OPS:
             matmul += event.flops or 0
         elif event.name in SDPA_OPS and event.input_shapes and len(event.input_shapes[0]) == 4:
-            shape_index = 1 if event.name.endswith("backward") else 0  # backward's first input is grad_out
+            # backward's first input is grad_out
+            shape_index = 1 if event.name.endswith("backward") else 0
             B, H, Tq, hd = event.input_shapes[shape_index]
             Tk = event.input_shapes[shape_index + 1][2]
             attention += SDPA_OPS[event.name] * B * H * Tq * Tk * hd
@@ -224,21 +285,35 @@ def step_flops(profiler) -> dict:
 
 def top_operators(profiler, count=12) -> list[tuple[str, float, int]]:
     """[(name, self CPU seconds, calls)] of the most expensive operators."""
-    rows = [(e.key, e.self_cpu_time_total / 1e6, e.count) for e in profiler.key_averages()
-            if not e.key.startswith("stage: ")]
+    rows = [
+        (e.key, e.self_cpu_time_total / 1e6, e.count)
+        for e in profiler.key_averages()
+        if not e.key.startswith("stage: ")
+    ]
     return sorted(rows, key=lambda row: -row[1])[:count]
 
 
 def model_shapes(cfg) -> list[tuple[int, int, int]]:
-    """(rows, in, out) of the GPT's matmuls at a decode step of the whole batch and a training micro-batch."""
+    """(rows, in, out) of the GPT's matmuls at a decode step of the whole batch and a training
+    micro-batch.
+    """
     d, rows = cfg.model.n_embd, cfg.rl.prompts_per_step * cfg.rl.responses_per_prompt
     vocab = 64  # the maze tokenizer's padded vocabulary
-    return [(rows, d, 3 * d), (rows, d, 4 * d), (rows, 4 * d, d), (rows, d, vocab),
-            (8 * rows, d, 3 * d), (8 * rows, d, 4 * d), (8 * rows, 4 * d, d)]
+    return [
+        (rows, d, 3 * d),
+        (rows, d, 4 * d),
+        (rows, 4 * d, d),
+        (rows, d, vocab),
+        (8 * rows, d, 3 * d),
+        (8 * rows, d, 4 * d),
+        (8 * rows, 4 * d, d),
+    ]
 
 
 def matmul_rate(shapes, dtype, seconds_each=0.2) -> float:
-    """FLOP/s of torch.mm over the shapes (total FLOPs / total time, each shape's median of its runs)."""
+    """FLOP/s of torch.mm over the shapes (total FLOPs / total time, each shape's median of its
+    runs).
+    """
     import torch
 
     flops = elapsed = 0.0
@@ -255,24 +330,34 @@ def matmul_rate(shapes, dtype, seconds_each=0.2) -> float:
 
 
 def native_bf16() -> bool:
-    """The CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16): bf16 matmuls can beat float32."""
+    """The CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16): bf16 matmuls can beat
+    float32.
+    """
     import torch
 
     cpu = getattr(torch, "cpu", None)
-    return bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)()
-                or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
+    return bool(
+        getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+        or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
 
 
 # ----------------------------------------------------------------------------- the modes
+
 
 def report(args):
     import torch
 
     cfg, pieces, seconds, stage_runs = time_step(args)
     step_s = median(seconds)
-    print(f"one RL step of {args.config} (step {args.step}, init {args.init}), {args.threads} threads, "
-          f"{torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    print(f"step: {step_s:.3f} s median of {len(seconds)} ({', '.join(f'{s:.3f}' for s in seconds)})")
+    print(
+        f"one RL step of {args.config} (step {args.step}, init {args.init}), "
+        f"{args.threads} threads, "
+        f"{torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
+    print(
+        f"step: {step_s:.3f} s median of {len(seconds)} ({', '.join(f'{s:.3f}' for s in seconds)})"
+    )
     for stage in [*STAGES, "rest"]:
         stage_s = median([run.get(stage, 0.0) for run in stage_runs])
         print(f"  {stage:<14} {stage_s:7.3f} s  {100 * stage_s / step_s:5.1f} %")
@@ -286,28 +371,58 @@ def report(args):
     flops = step_flops(profiler)
     step_flop = flops["matmul"] + flops["attention"]
     fp32 = matmul_rate(model_shapes(cfg), torch.float32)
-    print(f"matrix FLOPs: {step_flop / 1e9:.1f} GFLOP ({flops['matmul'] / 1e9:.1f} mm, "
-          f"{flops['attention'] / 1e9:.1f} attention): {step_flop / step_s / 1e9:.1f} GFLOP/s over the step")
-    print(f"the model's matmul shapes, this process: float32 {fp32 / 1e9:.0f} GFLOP/s; the step runs at "
-          f"{step_flop / step_s / fp32:.3f} of it (its matmuls alone would take {step_flop / fp32:.3f} s)")
+    print(
+        f"matrix FLOPs: {step_flop / 1e9:.1f} GFLOP ({flops['matmul'] / 1e9:.1f} mm, "
+        f"{flops['attention'] / 1e9:.1f} attention): "
+        f"{step_flop / step_s / 1e9:.1f} GFLOP/s over the step"
+    )
+    print(
+        f"the model's matmul shapes, this process: float32 {fp32 / 1e9:.0f} GFLOP/s; "
+        f"the step runs at {step_flop / step_s / fp32:.3f} of it "
+        f"(its matmuls alone would take {step_flop / fp32:.3f} s)"
+    )
     if native_bf16():
         bf16 = matmul_rate(model_shapes(cfg), torch.bfloat16)
-        print(f"  bfloat16 {bf16 / 1e9:.0f} GFLOP/s (native bf16: AMX or AVX512-BF16); the step at "
-              f"{step_flop / step_s / bf16:.3f} of it")
+        print(
+            f"  bfloat16 {bf16 / 1e9:.0f} GFLOP/s (native bf16: AMX or AVX512-BF16); the step at "
+            f"{step_flop / step_s / bf16:.3f} of it"
+        )
     else:
         print("  bfloat16: not native on this CPU (no AMX / AVX512-BF16), not measured")
 
 
 def child_command(args, root, init_dir):
-    command = [sys.executable, os.path.abspath(__file__), "--child", "--root", root, "--config", args.config,
-               "--threads", str(args.threads), "--repeats", str(args.repeats), "--step", str(args.step),
-               "--init", init_dir or "random", "--cache-dir", args.cache_dir, "--set", *args.set]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--root",
+        root,
+        "--config",
+        args.config,
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+        "--step",
+        str(args.step),
+        "--init",
+        init_dir or "random",
+        "--cache-dir",
+        args.cache_dir,
+        "--set",
+        *args.set,
+        "--policy-set",
+        *args.policy_set,
+    ]
     return command
 
 
 def run_children(commands) -> list[dict]:
     """Start the children at once, wait for all; -> each one's JSON line."""
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for command in commands]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for command in commands
+    ]
     results = []
     for process in processes:
         out, _ = process.communicate()
@@ -323,32 +438,47 @@ def compare(args):
         if os.path.isdir(args.compare):  # a tree already extracted
             other = args.compare
         else:
-            archive = subprocess.run(["git", "-C", ROOT, "archive", args.compare], capture_output=True, check=True)
+            archive = subprocess.run(
+                ["git", "-C", ROOT, "archive", args.compare], capture_output=True, check=True
+            )
             subprocess.run(["tar", "-x", "-C", other], input=archive.stdout, check=True)
         times = {"this checkout": [], args.compare: []}
         for _ in range(args.rounds):
             for name, root in (("this checkout", ROOT), (args.compare, other)):
-                times[name].append(median(run_children([child_command(args, root, init_dir)])[0]["seconds"]))
+                times[name].append(
+                    median(run_children([child_command(args, root, init_dir)])[0]["seconds"])
+                )
     this, base = median(times["this checkout"]), median(times[args.compare])
-    print(f"one RL step of {args.config}, {args.threads} threads, {args.rounds} alternating rounds (medians):")
+    print(
+        f"one RL step of {args.config}, {args.threads} threads, "
+        f"{args.rounds} alternating rounds (medians):"
+    )
     for name, values in times.items():
         print(f"  {name:<16} {median(values):.3f} s  ({', '.join(f'{v:.3f}' for v in values)})")
     print(f"speed-up of this checkout over {args.compare}: {base / this:.2f}x")
 
 
 def shared(args):
-    """Two step benches at once on the same cores vs one alone, alternating; the fair ratio is 2 or less."""
+    """Two step benches at once on the same cores vs one alone, alternating; the fair ratio is 2 or
+    less.
+    """
     init_dir = warm_policy_dir(args)
     alone, pair = [], []
     for _ in range(args.rounds):
         alone.append(median(run_children([child_command(args, ROOT, init_dir)])[0]["seconds"]))
         both = run_children([child_command(args, ROOT, init_dir)] * 2)
         pair.append(median([median(result["seconds"]) for result in both]))
-    print(f"one RL step of {args.config}, {args.threads} threads each, {args.rounds} rounds (medians):")
+    print(
+        f"one RL step of {args.config}, {args.threads} threads each, "
+        f"{args.rounds} rounds (medians):"
+    )
     print(f"  alone         {median(alone):.3f} s  ({', '.join(f'{v:.3f}' for v in alone)})")
     print(f"  two at once   {median(pair):.3f} s  ({', '.join(f'{v:.3f}' for v in pair)})")
-    print(f"two side by side over one alone: {median(pair) / median(alone):.2f}x (sharing alone explains "
-          f"{min(2.0, 2 * args.threads / max(os.cpu_count() or 1, args.threads)):.1f}x)")
+    print(
+        f"two side by side over one alone: {median(pair) / median(alone):.2f}x "
+        f"(sharing alone explains "
+        f"{min(2.0, 2 * args.threads / max(os.cpu_count() or 1, args.threads)):.1f}x)"
+    )
 
 
 def main(argv=None):

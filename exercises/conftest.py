@@ -124,9 +124,8 @@ def pytest_report_header(config):
 
 # ----------------------------------------------------------------------------- the short report
 
-_outcomes = collections.defaultdict(
-    list
-)  # exercise -> [(grader test name, passed, first line of its failure)]
+# exercise -> [(grader test name, passed, first line of its failure)]
+_outcomes = collections.defaultdict(list)
 _short = []  # [True] once the short report is chosen
 
 

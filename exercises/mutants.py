@@ -30,54 +30,47 @@ def pass_at_k_with_replacement(n, c, k):
 def pass_at_k_off_by_one(n, c, k):
     if n - c < k:
         return 1.0
-    return 1 - math.prod(
-        1 - k / i for i in range(n - c, n + 1)
-    )  # BUG: starts at n - c, one term too many
+    # BUG: starts at n - c, one term too many
+    return 1 - math.prod(1 - k / i for i in range(n - c, n + 1))
 
 
 def pass_at_k_float_binomials(n, c, k):
     if n - c < k:
         return 1.0
-    return 1 - float(math.comb(n - c, k)) / float(
-        math.comb(n, k)
-    )  # BUG: C(3000, 1000) ~ 1e827 overflows
+    # BUG: C(3000, 1000) ~ 1e827 overflows
+    return 1 - float(math.comb(n - c, k)) / float(math.comb(n, k))
 
 
 # ----------------------------------------------------------------------------- 2. grpo_advantage
 
 
 def _spread(rewards):
-    return rewards.amax(-1, keepdim=True) > rewards.amin(
-        -1, keepdim=True
-    )  # [G, 1]: the row has signal
+    # [G, 1]: the row has signal
+    return rewards.amax(-1, keepdim=True) > rewards.amin(-1, keepdim=True)
 
 
 def grpo_sample_std(rewards, *, k=1, eps=1e-6):
     centered = rewards - rewards.mean(-1, keepdim=True)
-    std = rewards.std(
-        -1, keepdim=True
-    )  # BUG: torch's default is the sample std (N - 1); Eq. 2 is the population std
+    # BUG: torch's default is the sample std (N - 1); Eq. 2 is the population std
+    std = rewards.std(-1, keepdim=True)
     return torch.where(_spread(rewards), centered / (std + eps), 0.0)
 
 
 def grpo_no_eps(rewards, *, k=1, eps=1e-6):
     centered = rewards - rewards.mean(-1, keepdim=True)
-    return (
-        centered / centered.square().mean(-1, keepdim=True).sqrt()
-    )  # BUG: 0 / 0 = NaN on rows without spread
+    # BUG: 0 / 0 = NaN on rows without spread
+    return centered / centered.square().mean(-1, keepdim=True).sqrt()
 
 
 def grpo_batch_normalised(rewards, *, k=1, eps=1e-6):
-    centered = (
-        rewards - rewards.mean()
-    )  # BUG: mean and std of the whole batch, not of each prompt's responses
+    # BUG: mean and std of the whole batch, not of each prompt's responses
+    centered = rewards - rewards.mean()
     return torch.where(_spread(rewards), centered / (centered.square().mean().sqrt() + eps), 0.0)
 
 
 def grpo_no_std(rewards, *, k=1, eps=1e-6):
-    return rewards - rewards.mean(
-        -1, keepdim=True
-    )  # BUG: Dr. GRPO's advantage, not Eq. 3 (no division by the std)
+    # BUG: Dr. GRPO's advantage, not Eq. 3 (no division by the std)
+    return rewards - rewards.mean(-1, keepdim=True)
 
 
 # -------------------------------------------------------------------------- 3. passk_full_advantage
@@ -92,9 +85,8 @@ def _normalise(x, eps):
 def passk_full_group_mean(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
     groups = n // k
-    group_reward = (
-        rewards[:, : groups * k].reshape(g, groups, k).mean(-1)
-    )  # BUG: a group is right if ANY member is: max
+    # BUG: a group is right if ANY member is: max
+    group_reward = rewards[:, : groups * k].reshape(g, groups, k).mean(-1)
     adv = torch.zeros_like(rewards)
     adv[:, : groups * k] = _normalise(group_reward, eps).repeat_interleave(k, dim=-1)
     return adv
@@ -103,9 +95,8 @@ def passk_full_group_mean(rewards, *, k, eps=1e-6):
 def passk_full_strided(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
     groups = n // k
-    members = rewards[:, : groups * k].reshape(
-        g, k, groups
-    )  # BUG: group j is responses j, j + groups, ...: strided
+    # BUG: group j is responses j, j + groups, ...: strided
+    members = rewards[:, : groups * k].reshape(g, k, groups)
     adv = torch.zeros_like(rewards)
     adv[:, : groups * k] = _normalise(members.amax(1), eps).repeat(1, k)
     return adv
@@ -113,12 +104,10 @@ def passk_full_strided(rewards, *, k, eps=1e-6):
 
 def passk_full_leftover_group(rewards, *, k, eps=1e-6):
     g, n = rewards.shape
-    starts = list(
-        range(0, n, k)
-    )  # BUG: the N mod k leftovers form a last, smaller group instead of getting 0
-    group_reward = torch.stack(
-        [rewards[:, s : s + k].amax(-1) for s in starts], dim=-1
-    )  # [G, ceil(N / k)]
+    # BUG: the N mod k leftovers form a last, smaller group instead of getting 0
+    starts = list(range(0, n, k))
+    # [G, ceil(N / k)]
+    group_reward = torch.stack([rewards[:, s : s + k].amax(-1) for s in starts], dim=-1)
     adv = _normalise(group_reward, eps)
     return torch.cat(
         [adv[:, j : j + 1].expand(g, len(range(s, min(s + k, n)))) for j, s in enumerate(starts)],
@@ -131,9 +120,8 @@ def passk_full_sample_std(rewards, *, k, eps=1e-6):
     groups = n // k
     group_reward = rewards[:, : groups * k].reshape(g, groups, k).amax(-1)
     centered = group_reward - group_reward.mean(-1, keepdim=True)
-    std = group_reward.std(
-        -1, keepdim=True
-    )  # BUG: sample std over the groups (N/k - 1), not the population std
+    # BUG: sample std over the groups (N/k - 1), not the population std
+    std = group_reward.std(-1, keepdim=True)
     adv = torch.zeros_like(rewards)
     adv[:, : groups * k] = torch.where(
         _spread(group_reward), centered / (std + eps), 0.0
@@ -151,20 +139,17 @@ def _closed_form(rewards, k, eps, mistake):
     out = torch.zeros(g, n, dtype=torch.float64)
     for row in range(g):
         n_neg = int((rewards[row] == 0).sum())
-        failing = (
-            n - n_neg if mistake == "counts_correct" else n_neg
-        )  # BUG (counts_correct): C(N_pos, k)
+        # BUG (counts_correct): C(N_pos, k)
+        failing = n - n_neg if mistake == "counts_correct" else n_neg
         mean_group = torch.tensor(1 - math.comb(failing, k) / math.comb(n, k), dtype=torch.float64)
         sigma = (mean_group * (1 - mean_group)).sqrt()
         if mistake == "no_sqrt":
             sigma = mean_group * (1 - mean_group)  # BUG: the variance where the std goes
-        denominator = (
-            sigma if mistake == "no_guard" else sigma + eps
-        )  # BUG (no_guard): 0 / 0 on rows without signal
+        # BUG (no_guard): 0 / 0 on rows without signal
+        denominator = sigma if mistake == "no_guard" else sigma + eps
         if mistake == "off_by_one":
-            others_wrong = math.comb(n_neg, k - 1) / math.comb(
-                n - 1, k - 1
-            )  # BUG: counts the response itself
+            # BUG: counts the response itself
+            others_wrong = math.comb(n_neg, k - 1) / math.comb(n - 1, k - 1)
         else:
             others_wrong = math.comb(n_neg - 1, k - 1) / math.comb(n - 1, k - 1) if n_neg else 0.0
         adv_pos = (1 - mean_group) / denominator
@@ -215,9 +200,8 @@ def ppo_same_side_clip(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0
 def ppo_swapped_eps(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.28):
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
-    clipped = (
-        ratio.clamp(1 - eps_high, 1 + eps_low) * a
-    )  # BUG: eps_low and eps_high swapped: clip-lower
+    # BUG: eps_low and eps_high swapped: clip-lower
+    clipped = ratio.clamp(1 - eps_high, 1 + eps_low) * a
     return _token_mean(-torch.minimum(ratio * a, clipped), mask)
 
 
@@ -225,9 +209,8 @@ def ppo_sequence_mean(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=0.
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
     token_loss = -torch.minimum(ratio * a, ratio.clamp(1 - eps_low, 1 + eps_high) * a)
-    per_response = (token_loss * mask).sum(1) / mask.sum(
-        1
-    )  # BUG: a mean per response first: sequence-mean
+    # BUG: a mean per response first: sequence-mean
+    per_response = (token_loss * mask).sum(1) / mask.sum(1)
     return per_response.mean()
 
 
@@ -265,16 +248,14 @@ def ppo_padding_counted(logp, old_logp, advantages, mask, eps_low=0.2, eps_high=
 
 
 def kl_k3_reversed(logp, ref_logp):
-    log_ratio = (
-        logp - ref_logp
-    )  # BUG: the ratio the other way up: not an unbiased estimate of KL(policy || ref)
+    # BUG: the ratio the other way up: not an unbiased estimate of KL(policy || ref)
+    log_ratio = logp - ref_logp
     return torch.exp(log_ratio) - log_ratio - 1
 
 
 def kl_k1(logp, ref_logp):
-    return (
-        logp - ref_logp
-    )  # BUG: k1, unbiased but negative on some tokens: a noisy penalty that can reward
+    # BUG: k1, unbiased but negative on some tokens: a noisy penalty that can reward
+    return logp - ref_logp
 
 
 def kl_k2(logp, ref_logp):
@@ -326,17 +307,15 @@ def _answer(response, last=True):
 
 
 def maze_first_answer(response, maze):
-    moves = _answer(
-        response, last=False
-    )  # BUG: the first <answer> counts; the model's last word is its answer
+    # BUG: the first <answer> counts; the model's last word is its answer
+    moves = _answer(response, last=False)
     return 0.0 if moves is None else _walk(moves, maze)
 
 
 def maze_ends_anywhere(response, maze):
     moves = _answer(response)
-    return (
-        0.0 if moves is None else _walk(moves, maze, must_end=False)
-    )  # BUG: a walk that ends anywhere scores
+    # BUG: a walk that ends anywhere scores
+    return 0.0 if moves is None else _walk(moves, maze, must_end=False)
 
 
 def maze_through_walls(response, maze):
@@ -346,23 +325,20 @@ def maze_through_walls(response, maze):
 
 def maze_wraps_around(response, maze):
     moves = _answer(response)
-    return (
-        0.0 if moves is None else _walk(moves, maze, bounds=False)
-    )  # BUG: no bounds check: row -1 is the last row
+    # BUG: no bounds check: row -1 is the last row
+    return 0.0 if moves is None else _walk(moves, maze, bounds=False)
 
 
 def maze_stops_at_end(response, maze):
     moves = _answer(response)
-    return (
-        0.0 if moves is None else _walk(moves, maze, stop_at_end=True)
-    )  # BUG: reaching E scores, whatever follows
+    # BUG: reaching E scores, whatever follows
+    return 0.0 if moves is None else _walk(moves, maze, stop_at_end=True)
 
 
 def maze_skips_unknown(response, maze):
     moves = _answer(response)
-    return (
-        0.0 if moves is None else _walk(moves, maze, skip_unknown=True)
-    )  # BUG: stray characters are skipped
+    # BUG: stray characters are skipped
+    return 0.0 if moves is None else _walk(moves, maze, skip_unknown=True)
 
 
 # ----------------------------------------------------------------------------- 8. logprob_backward
@@ -385,23 +361,20 @@ def backward_missing_temperature(hidden, weight, targets, grad_logp, temperature
 
 
 def backward_sign_flipped(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(
-        hidden, weight, targets, grad_logp, temperature, sign=-1.0
-    )  # BUG: p - onehot: the loss's sign
+    # BUG: p - onehot: the loss's sign
+    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, sign=-1.0)
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 
 def backward_untempered_softmax(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(
-        hidden, weight, targets, grad_logp, temperature, tempered_p=False
-    )  # BUG: softmax of h W^T
+    # BUG: softmax of h W^T
+    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, tempered_p=False)
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 
 def backward_no_onehot(hidden, weight, targets, grad_logp, temperature=1.0):
-    dz = _softmax_grad(
-        hidden, weight, targets, grad_logp, temperature, onehot=False
-    )  # BUG: -p only, no onehot
+    # BUG: -p only, no onehot
+    dz = _softmax_grad(hidden, weight, targets, grad_logp, temperature, onehot=False)
     return dz @ weight / temperature, dz.T @ hidden / temperature
 
 

@@ -55,8 +55,9 @@ def logprob_backward(hidden, weight, targets, grad_logp, temperature=1.0):
     hidden = hidden.detach().requires_grad_(True)
     weight = weight.detach().requires_grad_(True)
     with torch.enable_grad():
+        # [M]
         logp = logprob.fused_logprobs(
             hidden, weight, targets, temperature=temperature, chunk_size=3
-        )  # [M]
+        )
         grad_hidden, grad_weight = torch.autograd.grad(logp, (hidden, weight), grad_logp)
     return grad_hidden, grad_weight

@@ -66,23 +66,28 @@ def passk_full_advantage(rewards: torch.Tensor, *, k: int, eps: float = 1e-6) ->
     rewards: [G, N] of 0.0 / 1.0. For each prompt, cut its N responses IN ORDER into N // k disjoint
     groups of k: responses 0..k-1, then k..2k-1, and so on. A group's reward is the max of its
     members' rewards (Eq. 5: 1 if any is right). Normalise the group rewards over the prompt's
-    N // k groups exactly as grpo_advantage does (population std, eps, exactly 0 when all are equal),
-    and give each response its group's advantage. The N mod k leftover responses at the end belong to
+    N // k groups exactly as grpo_advantage does (population std, eps, exactly 0 when all are
+    equal),
+    and give each response its group's advantage. The N mod k leftover responses at the end belong
+    to
     no group: their advantage is 0.0. Returns [G, N]. 1 <= k <= N; k = N is one group, so all zeros.
     """
     raise NotImplementedError("exercise 3: write passk_full_advantage")
 
 
 def passk_analytic_advantage(rewards: torch.Tensor, *, k: int, eps: float = 1e-6) -> torch.Tensor:
-    """Pass@k in closed form (the paper's Alg. 3, Eq. 11-15): take ALL C(N, k) groups of k of a prompt's
-    N responses, normalise their group rewards (max) over all of them as grpo_advantage does, and give
+    """Pass@k in closed form (the paper's Alg. 3, Eq. 11-15): take ALL C(N, k) groups of k of a
+    prompt's
+    N responses, normalise their group rewards (max) over all of them as grpo_advantage does, and
+    give
     each response the mean advantage of the groups that hold it. No need to enumerate the groups:
 
     rewards: [G, N] of 0.0 / 1.0. For a prompt with N_neg wrong responses out of N:
         R_group = 1 - C(N_neg, k) / C(N, k)                         mean group reward (Eq. 11)
         sigma   = sqrt(R_group * (1 - R_group))                     its std (Eq. 12)
         A_pos   = (1 - R_group) / (sigma + eps)                     every correct response (Eq. 14)
-        A_neg   = (1 - R_group - C(N_neg - 1, k - 1) / C(N - 1, k - 1)) / (sigma + eps)   every wrong one (Eq. 15)
+        A_neg   = (1 - R_group - C(N_neg - 1, k - 1) / C(N - 1, k - 1)) / (sigma + eps)   every
+        wrong one (Eq. 15)
     Returns [G, N]. Rows without signal give exactly 0.0, never NaN: every response right, every
     response wrong, fewer than k wrong (every group then holds a right one), and k = N.
     With k = 1 it equals grpo_advantage. math.comb(a, b) is 0 when b > a.
@@ -109,7 +114,8 @@ def ppo_clip_loss(
     mask: [R, L], 1.0 on response tokens, 0.0 on padding (whatever logp holds there must not count).
     Per token, with ratio r = exp(logp - old_logp):
         loss_t = -min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A)
-    Token-mean: sum loss_t over every masked token of the mini-batch, divided by the number of masked
+    Token-mean: sum loss_t over every masked token of the mini-batch, divided by the number of
+    masked
     tokens (NOT a mean per response first: a long response counts in proportion to its tokens).
     Returns a scalar tensor that gradients flow through (from logp; old_logp is a constant).
     """
@@ -117,12 +123,14 @@ def ppo_clip_loss(
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Schulman's k3 estimator of KL(policy || reference), per token, for tokens sampled from the policy:
+    """Schulman's k3 estimator of KL(policy || reference), per token, for tokens sampled from the
+    policy:
 
         k3 = exp(ref_logp - logp) - (ref_logp - logp) - 1
 
     logp, ref_logp: [R, L] log-probs of the sampled tokens under the policy and the reference.
-    Returns [R, L]. Every value is >= 0, 0 where the two agree, and its mean over tokens sampled from
+    Returns [R, L]. Every value is >= 0, 0 where the two agree, and its mean over tokens sampled
+    from
     the policy is the true KL(policy || reference) (unbiased).
     """
     raise NotImplementedError("exercise 6: write kl_k3")
@@ -136,7 +144,8 @@ def maze_reward(response: str, maze: str) -> float:
 
     maze: rows joined by '\\n'; 'S' start, 'E' end, '*' wall, '.' free, e.g. "S.*\\n..E".
     Moves: 'L' (column - 1), 'R' (column + 1), 'U' (row - 1), 'D' (row + 1). Spaces and newlines
-    between moves are ignored. Score 0.0 when: there is no complete <answer>...</answer>; a character
+    between moves are ignored. Score 0.0 when: there is no complete <answer>...</answer>; a
+    character
     other than L R U D or whitespace appears in the answer; a move leaves the grid or enters a wall;
     or the walk does not END on E (passing through E and walking on does not count).
     The response is model output: read it, never eval it.
@@ -144,7 +153,8 @@ def maze_reward(response: str, maze: str) -> float:
     raise NotImplementedError("exercise 7: write maze_reward")
 
 
-# ----------------------------------------------------------------------------- 8. a backward by hand
+# ----------------------------------------------------------------------------- 8. a backward by
+# hand
 
 
 def logprob_backward(
@@ -154,15 +164,20 @@ def logprob_backward(
     grad_logp: torch.Tensor,
     temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The backward of per-token log-probs, written by hand (what logprob.py's fused path does, in chunks).
+    """The backward of per-token log-probs, written by hand (what logprob.py's fused path does, in
+    chunks).
 
-    Forward: z = hidden @ weight.T / T   [M, V] logits;   logp[m] = log_softmax(z[m])[targets[m]]   [M].
-    Given grad_logp [M] = dLoss/dlogp, return (grad_hidden [M, d], grad_weight [V, d]), the gradients
+    Forward: z = hidden @ weight.T / T   [M, V] logits;   logp[m] = log_softmax(z[m])[targets[m]]
+    [M].
+    Given grad_logp [M] = dLoss/dlogp, return (grad_hidden [M, d], grad_weight [V, d]), the
+    gradients
     of Loss = sum_m grad_logp[m] * logp[m]. Two steps:
-      1. dLoss/dz [M, V]: the derivative of log_softmax(z)[y] with respect to z is onehot(y) - softmax(z);
+      1. dLoss/dz [M, V]: the derivative of log_softmax(z)[y] with respect to z is onehot(y) -
+      softmax(z);
          scale each row by its grad_logp.
       2. chain through z = hidden @ weight.T / T to hidden and to weight (mind the T).
     hidden [M, d] and weight [V, d] float (float64 in the grader), targets [M] int64 ids in [0, V),
-    T > 0. Do not call autograd (no .backward(), no torch.autograd): the point is to write it yourself.
+    T > 0. Do not call autograd (no .backward(), no torch.autograd): the point is to write it
+    yourself.
     """
     raise NotImplementedError("exercise 8: write logprob_backward")

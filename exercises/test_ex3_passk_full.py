@@ -52,9 +52,8 @@ def test_groups_are_consecutive_responses(impl):
 
 
 def test_leftover_responses_get_zero(impl):
-    rewards = torch.tensor(
-        [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]]
-    )  # N = 7, k = 3: two groups and one leftover
+    # N = 7, k = 3: two groups and one leftover
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
     expect_tensor(
         call(impl.passk_full_advantage, rewards, k=3),
         by_definition(rewards, 3),

@@ -68,9 +68,8 @@ def test_equals_the_mean_over_all_groups(impl):
 
 
 def test_rows_without_signal_are_exactly_zero(impl):
-    rewards = torch.tensor(
-        [[1.0] * 8, [0.0] * 8, [1.0] * 6 + [0.0] * 2]
-    )  # the last: N_neg = 2 < k = 4
+    # the last: N_neg = 2 < k = 4
+    rewards = torch.tensor([[1.0] * 8, [0.0] * 8, [1.0] * 6 + [0.0] * 2])
     got = call(impl.passk_analytic_advantage, rewards, k=4)
     expect_tensor(
         got,

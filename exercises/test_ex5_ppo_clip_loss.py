@@ -62,9 +62,8 @@ def test_ratio_one_gives_minus_the_token_weighted_advantage(impl):
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
     adv = torch.tensor([1.0, -2.0], dtype=torch.float64)
     got = call(impl.ppo_clip_loss, old_logp.clone(), old_logp, adv, mask)
-    expected = (
-        -(4 * 1.0 + 2 * -2.0) / 6
-    )  # 0.0: token-mean; a mean per response first would give +0.5
+    # 0.0: token-mean; a mean per response first would give +0.5
+    expected = -(4 * 1.0 + 2 * -2.0) / 6
     expect_float(
         got,
         expected,
@@ -76,9 +75,8 @@ def test_ratio_one_gives_minus_the_token_weighted_advantage(impl):
 
 def test_padding_does_not_count(impl):
     old_logp = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, 0.0, 0.0]], dtype=torch.float64)
-    logp = old_logp + torch.tensor(
-        [[0.1, -0.1, 0.05], [0.2, 50.0, -50.0]], dtype=torch.float64
-    )  # junk on padding
+    # junk on padding
+    logp = old_logp + torch.tensor([[0.1, -0.1, 0.05], [0.2, 50.0, -50.0]], dtype=torch.float64)
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
     adv = torch.tensor([0.5, -1.0], dtype=torch.float64)
     ratio = torch.exp(logp - old_logp)

@@ -13,11 +13,12 @@ def autograd_reference(hidden, weight, targets, grad_logp, temperature):
     """What autograd gives for the plain forward, log_softmax(h W^T / T)[y], in float64."""
     hidden = hidden.detach().clone().requires_grad_(True)
     weight = weight.detach().clone().requires_grad_(True)
+    # [M]
     logp = (
         torch.log_softmax(hidden @ weight.T / temperature, dim=-1)
         .gather(1, targets[:, None])
         .squeeze(1)
-    )  # [M]
+    )
     return torch.autograd.grad(logp, (hidden, weight), grad_logp)
 
 

@@ -10,6 +10,8 @@ session."""
 
 import os
 
+import threads  # noqa: F401  (before torch: subprocesses inherit OpenMP's wait policy)
+
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -123,7 +123,8 @@ def test_analytic_equals_pkpo_identity():
         torch.testing.assert_close(passk_analytic(rewards, k=k), expected, atol=1e-9, rtol=1e-9)
 
 
-# ----------------------------------------------------------------------------- passk_full, passk_bootstrap
+# ----------------------------------------------------------------------------- passk_full,
+# passk_bootstrap
 
 
 def naive_passk_full(rewards, k, eps=1e-6):
@@ -165,7 +166,8 @@ def test_bootstrap_converges_to_analytic(n, k):
 
 
 def test_random_groups_are_distinct_and_uniform():
-    # N = 5, k = 2: 10 possible groups, 30000 draws, 3000 expected each with std sqrt(3000 * 0.9) = 52;
+    # N = 5, k = 2: 10 possible groups, 30000 draws, 3000 expected each with std sqrt(3000 * 0.9) =
+    # 52;
     # 5 std (260) bounds every count. A biased draw (e.g. always including index 4) fails.
     groups = advantage._random_groups(
         3, 10000, 5, 2, torch.Generator().manual_seed(16), torch.device("cpu")
@@ -234,7 +236,8 @@ def test_pkpo_k1_uses_leave_one_out():
 
 
 def test_pkpo_binary_matches_paper_closed_form():
-    # PKPO's binary weights: s_i = k/N correct, (k/N) rho(N-1, c, k-1) wrong; rho(n, c, k) = 1 - C(n-c, k)/C(n, k).
+    # PKPO's binary weights: s_i = k/N correct, (k/N) rho(N-1, c, k-1) wrong; rho(n, c, k) = 1 -
+    # C(n-c, k)/C(n, k).
     # loo-1 subtracts (k/N) rho(N-1, c_without_i, k-1). pkpo returns N/k times the weights.
     def rho(n, c, k):
         return 1 - math.comb(n - c, k) / math.comb(n, k)
@@ -269,10 +272,14 @@ def test_pass_at_1_family_against_definitions():
 
 
 def test_combined_and_exceeding_hand_computed():
-    # N = 8, k = 4, N_pos = 3. Pass@k: A_pos = 1/sqrt(13) = 0.277350, A_neg = -3/(5 sqrt(13)) = -0.166410.
-    # Pass@1: p = 3/8, sigma = sqrt(15)/8: A_pos = (5/8)/sigma = 1.290994, A_neg = -(3/8)/sigma = -0.774597.
-    # Eq. 18: 3/8 * 0.277350 + 5/8 * 1.290994 = 0.910877 ; 3/8 * -0.166410 + 5/8 * -0.774597 = -0.546527
-    # Eq. 17: f(3) = 4 / (10 ln 3.5) = 0.319294 ; 0.319294 * 0.277350 = 0.088556 ; * -0.166410 = -0.053134
+    # N = 8, k = 4, N_pos = 3. Pass@k: A_pos = 1/sqrt(13) = 0.277350, A_neg = -3/(5 sqrt(13)) =
+    # -0.166410.
+    # Pass@1: p = 3/8, sigma = sqrt(15)/8: A_pos = (5/8)/sigma = 1.290994, A_neg = -(3/8)/sigma =
+    # -0.774597.
+    # Eq. 18: 3/8 * 0.277350 + 5/8 * 1.290994 = 0.910877 ; 3/8 * -0.166410 + 5/8 * -0.774597 =
+    # -0.546527
+    # Eq. 17: f(3) = 4 / (10 ln 3.5) = 0.319294 ; 0.319294 * 0.277350 = 0.088556 ; * -0.166410 =
+    # -0.053134
     rewards = torch.tensor([[1.0, 0, 1, 0, 0, 1, 0, 0]])
     correct = rewards[0] == 1
     combined = passk_combined(rewards, k=4)[0]
@@ -341,11 +348,12 @@ def test_eta_curves_peak_where_the_paper_says():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_rows_without_signal_give_exact_zeros(name, dtype):
     n, k = 8, 4
+    # all correct, all wrong, N_neg = 3 < k
     rows = [
         torch.ones(n),
         torch.zeros(n),
         (torch.arange(n) < 5).float(),
-    ]  # all correct, all wrong, N_neg = 3 < k
+    ]
     if name in (
         "grpo",
         "dr_grpo",
@@ -365,7 +373,8 @@ def test_rows_without_signal_give_exact_zeros(name, dtype):
 
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo", "pkpo", "best_of_n", "rs_grpo"])
 def test_constant_continuous_rows_give_exact_zeros(name):
-    # mean([0.1] * 7) is not exactly 0.1 in floating point, so r - mean alone would leave ~1e-17 / eps
+    # mean([0.1] * 7) is not exactly 0.1 in floating point, so r - mean alone would leave ~1e-17 /
+    # eps
     rewards = torch.tensor([[0.1] * 7, [0.7] * 7, [2.9] * 7, [1 / 3] * 7], dtype=torch.float64)
     for dtype in (torch.float32, torch.float64):
         adv = call(name, rewards.to(dtype), 3)
@@ -503,7 +512,8 @@ def test_signatures_follow_the_contract():
     assert {"generator", "n_groups"} <= set(inspect.signature(passk_bootstrap).parameters)
 
 
-# ----------------------------------------------------------------------------- best_of_n and RS-GRPO
+# ----------------------------------------------------------------------------- best_of_n and
+# RS-GRPO
 
 
 def test_best_of_n_gives_only_the_best_response_its_lead_and_every_other_exactly_zero():
@@ -523,7 +533,8 @@ def test_best_of_n_gives_only_the_best_response_its_lead_and_every_other_exactly
     )
     adv = best_of_n(rewards, k=3)  # k is ignored
     torch.testing.assert_close(adv, expected, atol=1e-12, rtol=0)
-    # the zeros are exact, not small: a port that forgot them trained every response towards the best one's sign
+    # the zeros are exact, not small: a port that forgot them trained every response towards the
+    # best one's sign
     # and collapsed (EasyR1 #585)
     assert torch.equal(
         adv[expected == 0], torch.zeros(int((expected == 0).sum()), dtype=torch.float64)
@@ -571,9 +582,8 @@ def test_rs_grpo_matches_its_formula_and_its_limits():
             torch.exp(beta * rewards) / torch.exp(beta * rewards).mean(-1, keepdim=True) - 1
         ) / beta
         torch.testing.assert_close(rs_grpo(rewards, k=1, beta=beta), direct, atol=1e-12, rtol=1e-10)
-    torch.testing.assert_close(
-        rs_grpo(rewards, k=1, beta=0.0), dr_grpo(rewards, k=1)
-    )  # beta -> 0: the mean
+    # beta -> 0: the mean
+    torch.testing.assert_close(rs_grpo(rewards, k=1, beta=0.0), dr_grpo(rewards, k=1))
     torch.testing.assert_close(
         rs_grpo(rewards, k=1, beta=1e-7), dr_grpo(rewards, k=1), atol=1e-6, rtol=0
     )
@@ -585,15 +595,16 @@ def test_rs_grpo_matches_its_formula_and_its_limits():
 
 
 def test_the_closed_form_table_keeps_its_precision_in_float32():
-    """At N = 32, k = 16, N_neg = 16 the share of all-wrong groups is ~1.7e-9: written as 1 - (1 - share) it
-    cancels in float32 (the working dtype on MPS) and the correct responses' advantage came out 0."""
+    """At N = 32, k = 16, N_neg = 16 the share of all-wrong groups is ~1.7e-9: written as 1 - (1 -
+    share) it
+    cancels in float32 (the working dtype on MPS) and the correct responses' advantage came out
+    0."""
     device = torch.device("cpu")
     pos64, neg64 = advantage._passk_table(32, 16, 1e-6, device, torch.float64)
     pos32, neg32 = advantage._passk_table(32, 16, 1e-6, device, torch.float32)
     assert pos64[16] > 3.9e-5
-    torch.testing.assert_close(
-        pos32.double(), pos64, rtol=5e-4, atol=1e-9
-    )  # float32 log-binomials: ~1e-4 relative
+    # float32 log-binomials: ~1e-4 relative
+    torch.testing.assert_close(pos32.double(), pos64, rtol=5e-4, atol=1e-9)
     torch.testing.assert_close(neg32.double(), neg64, rtol=5e-4, atol=1e-9)
     n_neg = torch.arange(33)
     row_sums = (32 - n_neg) * pos32.double() + n_neg * neg32.double()

@@ -149,9 +149,8 @@ def test_the_maze_comparison_reads_both_runs_metrics(tmp_path):
         ],
     )
     text = gpu.compare_runs(str(tmp_path / "device"), str(tmp_path / "cpu"))
-    assert (
-        "| train/reward | 0.5 | 0.5 | 0.5 |" in text
-    )  # step 2 differs by 0.5; step 0 (eval) is left out
+    # step 2 differs by 0.5; step 0 (eval) is left out
+    assert "| train/reward | 0.5 | 0.5 | 0.5 |" in text
     assert "| train/x | 1 | 1.1 | 0.1 |" in text  # NaN on both devices is no difference
     assert "At step 1, 1 of 2 metrics agree" in text  # timings are not metrics that should agree
     assert "| time/step_s | 2.000 | 4.000 | 2.00x |" in text

@@ -40,18 +40,16 @@ def test_the_accounted_parts_equal_naive_counts(measured, mode):
     large = result["steps"]["large"]
     d, layers, V = TINY["hidden_size"], TINY["num_hidden_layers"], TINY["vocab_size"]
     policy = memory.build_policy("tiny", mode, torch.device("cpu"))
-    weights = {
-        p.data_ptr(): p.numel() * p.element_size() for p in policy.parameters()
-    }  # the tied head once
+    # the tied head once
+    weights = {p.data_ptr(): p.numel() * p.element_size() for p in policy.parameters()}
     assert parts["weights"] == sum(weights.values())
     trained = [
         p for n, p in policy.named_parameters() if (".lora_" in n if mode == "lora" else True)
     ]
     assert result["trainable"] == sum(p.numel() for p in trained)
     assert parts["gradients"] == 4 * result["trainable"]
-    assert parts["optimizer state"] == 2 * 4 * result["trainable"] + 4 * len(
-        trained
-    )  # two moments, a step each
+    # two moments, a step each
+    assert parts["optimizer state"] == 2 * 4 * result["trainable"] + 4 * len(trained)
 
     rows, slots = large["kv"]["rows"], large["kv"]["slots"]
     assert (
@@ -78,15 +76,12 @@ def test_the_accounted_parts_equal_naive_counts(measured, mode):
     assert micro_rows == rows // 2 and tokens == micro_rows * (
         BATCH["prompt_tokens"] + BATCH["new_tokens"]
     )
-    hidden_bytes = (
-        4 if mode == "full" else 2
-    )  # the residual stream: float32 weights' dtype, or the bf16 base's
-    assert (
-        parts["activations"] >= layers * tokens * d * hidden_bytes
-    )  # what gradient checkpointing keeps, at least
-    assert parts["weight copies"] == (
-        V * d * 2 if mode == "full" else 0
-    )  # the float32 head's bf16 cast
+    # the residual stream: float32 weights' dtype, or the bf16 base's
+    hidden_bytes = 4 if mode == "full" else 2
+    # what gradient checkpointing keeps, at least
+    assert parts["activations"] >= layers * tokens * d * hidden_bytes
+    # the float32 head's bf16 cast
+    assert parts["weight copies"] == (V * d * 2 if mode == "full" else 0)
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -108,9 +103,8 @@ def test_the_prediction_at_a_measured_batch_gives_back_its_measured_peaks(measur
         cfg = config.Config()
         cfg.rl.prompts_per_step = result["steps"][step]["prompts"]
         cfg.rl.responses_per_prompt, cfg.rl.minibatches, cfg.rl.micro_batch = BATCH["n"], 2, 0
-        cfg.task.max_new_tokens = (
-            BATCH["new_tokens"] - 1
-        )  # the cache holds every token but the last
+        # the cache holds every token but the last
+        cfg.task.max_new_tokens = BATCH["new_tokens"] - 1
         predicted = memory.predict(result, cfg, "tiny", BATCH["prompt_tokens"])
         phases = result["steps"][step]["phases"]
         assert not predicted["extrapolated"]
@@ -152,9 +146,8 @@ def test_parameters_counted_on_the_meta_device_equal_a_built_model():
             sum(p.numel() for p in policy.parameters()),
             sum(p.numel() for p in policy.parameters() if p.requires_grad),
         )
-    assert (
-        memory.count_parameters("0.5b", "full")[0] == 494_032_768
-    )  # Qwen2.5-0.5B as its model card counts it
+    # Qwen2.5-0.5B as its model card counts it
+    assert memory.count_parameters("0.5b", "full")[0] == 494_032_768
 
 
 def test_the_allocation_meter_counts_every_tensor_exactly():
@@ -166,9 +159,8 @@ def test_the_allocation_meter_counts_every_tensor_exactly():
             scratch = torch.ones(2000, 250)  # 2,000,000 bytes, freed inside the marked span
             left = torch.ones(500, 250)  # 500,000 bytes the span leaves alive: not its transient
             del scratch
-        del (
-            alive_before
-        )  # its free is unknown to the phase (allocated before it) and changes nothing
+        # its free is unknown to the phase (allocated before it) and changes nothing
+        del alive_before
     assert record["peak"] == 3_500_000 and record["transient"] == 2_000_000
     del kept, left
 
@@ -178,9 +170,8 @@ def test_the_resident_meter_sees_the_pages_a_phase_touched():
     with meter.phase() as record:
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, every page written
         del block
-    assert (
-        record["peak"] >= 60 * 2**20
-    )  # above the process's start, where the meter began (pages: a little slack)
+    # above the process's start, where the meter began (pages: a little slack)
+    assert record["peak"] >= 60 * 2**20
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])

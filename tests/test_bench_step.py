@@ -1,4 +1,7 @@
-"""bench/step.py: the tiny mode's report has every part, the FLOP count is exact, --compare runs both trees."""
+"""bench/step.py: the tiny mode's report has every part, the FLOP count is exact, --compare runs
+both trees.
+"""
+
 import importlib.util
 import os
 
@@ -28,7 +31,8 @@ def test_tiny_report_has_stages_operators_flops_and_the_machine_rate(tmp_path, c
         assert f"  {stage} " in out
     assert "top operators" in out and "aten::mm" in out
     assert "matrix FLOPs:" in out and "float32" in out and "bfloat16" in out
-    assert os.listdir(tmp_path / "_warmstart")  # the warm start was cached under --cache-dir, not runs/
+    # the warm start was cached under --cache-dir, not runs/
+    assert os.listdir(tmp_path / "_warmstart")
 
 
 def test_step_flops_counts_matmuls_and_attention_exactly():
@@ -43,14 +47,34 @@ def test_step_flops_counts_matmuls_and_attention_exactly():
 
 
 def test_median():
-    assert bench_step.median([3.0, 1.0, 2.0]) == 2.0 and bench_step.median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    assert (
+        bench_step.median([3.0, 1.0, 2.0]) == 2.0 and bench_step.median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    )
 
 
 @pytest.mark.parametrize("mode", ["--compare", "--shared"])
 def test_compare_and_shared_run_child_benches(tmp_path, capsys, mode):
-    """--compare against a tree (here the checkout itself) and --shared: one round, children at one thread."""
+    """--compare against a tree (here the checkout itself) and --shared: one round, children at one
+    thread.
+    """
     extra = [mode, ROOT] if mode == "--compare" else [mode]
-    bench_step.main(["--tiny", "--cache-dir", str(tmp_path), "--threads", "1", "--rounds", "1", "--init", "random",
-                     *extra])
+    bench_step.main(
+        [
+            "--tiny",
+            "--cache-dir",
+            str(tmp_path),
+            "--threads",
+            "1",
+            "--rounds",
+            "1",
+            "--init",
+            "random",
+            *extra,
+        ]
+    )
     out = capsys.readouterr().out
-    assert ("speed-up of this checkout over" in out) if mode == "--compare" else ("two side by side" in out)
+    assert (
+        ("speed-up of this checkout over" in out)
+        if mode == "--compare"
+        else ("two side by side" in out)
+    )

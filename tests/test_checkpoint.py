@@ -64,13 +64,11 @@ def test_pruning_deletes_only_this_runs_older_checkpoints_never_another_runs_or_
         6,
     ):  # a run started over in the same directory (the study runner reuses directories)
         saved = save_checkpoint(tmp_path, step, model, {"step": step}, {}, keep=2, run_id="new")
-        assert latest_checkpoint(tmp_path) == saved and os.path.isdir(
-            saved
-        )  # it never deletes its own newest
+        # it never deletes its own newest
+        assert latest_checkpoint(tmp_path) == saved and os.path.isdir(saved)
     names = sorted(os.listdir(tmp_path))
-    assert "ckpt_2" not in names and {"ckpt_4", "ckpt_6", "ckpt_8"} <= set(
-        names
-    )  # the old ckpt_8 is left alone
+    # the old ckpt_8 is left alone
+    assert "ckpt_2" not in names and {"ckpt_4", "ckpt_6", "ckpt_8"} <= set(names)
     assert read_run_id(tmp_path / "ckpt_6") == "new" and read_run_id(tmp_path / "ckpt_8") == "old"
 
 
@@ -93,12 +91,10 @@ def test_resaving_a_step_never_leaves_it_missing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path, 3, model, {"step": 3}, {})
     monkeypatch.setattr(os, "replace", real_replace)
-    assert (
-        ".old-" in moves[0][1] and not (tmp_path / "ckpt_3").exists()
-    )  # moved aside, not deleted: in the window
-    clean_leftovers(
-        tmp_path
-    )  # what a resume does first: the moved copy goes back, the half-written one goes
+    # moved aside, not deleted: in the window
+    assert ".old-" in moves[0][1] and not (tmp_path / "ckpt_3").exists()
+    # what a resume does first: the moved copy goes back, the half-written one goes
+    clean_leftovers(tmp_path)
     assert latest_checkpoint(tmp_path) == str(tmp_path / "ckpt_3")
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n or ".old-" in n]
     assert torch.load(tmp_path / "ckpt_3" / "trainer.pt")["step"] == 3
@@ -115,9 +111,8 @@ def test_resume_candidates_fall_back_when_latest_is_missing_empty_or_garbage(tmp
         assert candidates[0].endswith("ckpt_4") and "names no checkpoint" in notes[0]
     (tmp_path / "latest").unlink()
     assert resume_candidates(tmp_path)[0][0].endswith("ckpt_4")
-    (tmp_path / "latest").write_text(
-        "ckpt_2\n"
-    )  # latest first, even when it is not the highest step
+    # latest first, even when it is not the highest step
+    (tmp_path / "latest").write_text("ckpt_2\n")
     assert [os.path.basename(c) for c in resume_candidates(tmp_path)[0]] == ["ckpt_2", "ckpt_4"]
 
 
@@ -176,18 +171,16 @@ def test_a_run_directory_is_locked_by_its_run_and_the_lock_dies_with_it(tmp_path
             RunError, match="in use by another run"
         ):  # --resume of a running run, too
             prepare_run_dir(str(run_dir), True, {}, True)
-        prepare_run_dir(
-            str(run_dir), False, {}, False
-        )  # a torchrun rank > 0 shares rank 0's directory
+        # a torchrun rank > 0 shares rank 0's directory
+        prepare_run_dir(str(run_dir), False, {}, False)
     finally:
         holder.kill()  # a SIGKILL: the lock file stays, the lock goes with the process
         holder.wait()
     assert (run_dir / "lock").exists()
     prepare_run_dir(str(run_dir), False, {}, True)  # stale: taken at once
     assert (run_dir / "lock").read_text().split()[0] == str(os.getpid())
-    prepare_run_dir(
-        str(run_dir), False, {}, True
-    )  # re-entrant in one process (tests, the notebook)
+    # re-entrant in one process (tests, the notebook)
+    prepare_run_dir(str(run_dir), False, {}, True)
     unlock_run_dir(str(run_dir))
 
 
@@ -275,9 +268,8 @@ def test_a_resume_skips_a_checkpoint_whose_evals_json_is_torn_or_deleted(tmp_pat
     chosen = load_newest_intact(resume_candidates(tmp_path)[0], tiny_gpt(), {}, notes.append)
     assert chosen.endswith("ckpt_2") and "ckpt_6" in notes[0] and "ckpt_4" in notes[1]
     assert read_evals(chosen, {}) == {"before": {"a": 1}, "after": None}
-    assert read_evals(tmp_path / "ckpt_4", {"eval_before": {"a": 2}})["before"] == {
-        "a": 2
-    }  # an older format
+    # an older format
+    assert read_evals(tmp_path / "ckpt_4", {"eval_before": {"a": 2}})["before"] == {"a": 2}
 
 
 def test_a_resume_warns_that_other_threads_change_the_trajectory(tmp_path):
@@ -313,12 +305,10 @@ def test_metrics_log_on_resume_never_duplicates_the_final_evaluation_row(tmp_pat
     ]
     path.write_text("".join(rows))  # killed between the final evaluation's row and evals.json
     MetricsLog(str(path), resume_step=2, final_recorded=False)
-    assert path.read_text() == "".join(
-        rows[:3]
-    )  # the resumed run evaluates again and writes the row once
-    path.write_text(
-        "".join(rows)
-    )  # the record was written: a resume that only redraws the report keeps it
+    # the resumed run evaluates again and writes the row once
+    assert path.read_text() == "".join(rows[:3])
+    # the record was written: a resume that only redraws the report keeps it
+    path.write_text("".join(rows))
     MetricsLog(str(path), resume_step=2, final_recorded=True)
     assert path.read_text() == "".join(rows)
     path.write_text("".join(rows[:2] + rows[:1] + rows[2:]))  # a before-RL row inserted mid-file

@@ -1,4 +1,6 @@
-"""config.py: one-line errors that name the key, every shipped config parses, --help documents every field."""
+"""config.py: one-line errors that name the key, every shipped config parses, --help documents every
+field."""
+
 import dataclasses
 import glob
 import os
@@ -17,8 +19,12 @@ TINY = os.path.join(REPO, "configs", "tiny.yaml")
 
 def run_cli(*args):
     """train.py in the test's own working directory (tests/conftest.py): its runs/ is the test's."""
-    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def tiny_config(tmp_path, *overrides):
@@ -26,16 +32,28 @@ def tiny_config(tmp_path, *overrides):
     return cfg
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--rl.kk", "3"], ["unknown config key 'rl.kk'", "did you mean 'k'"]),
-    (["--rl.k", "8"], ["rl.k=8", "rl.responses_per_prompt=8"]),
-    (["--model.init", "/nonexistent/ckpt"], ["model.init", "/nonexistent/ckpt"]),
-    (["--rl.lr", "fast"], ["rl.lr must be float"]),
-    (["--rl.advantage", "passk_magic"], ["passk_magic", "passk_analytic"]),
-    (["--optimiser.lr", "1"], ["unknown config section 'optimiser'"]),
-    (["--task.min_size", "3", "--task.max_size", "3", "--task.n_heldout", "500"],  # 3x3 grids: 60 mazes in all
-     ["only 60 distinct problems", "task.n_heldout"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--rl.kk", "3"], ["unknown config key 'rl.kk'", "did you mean 'k'"]),
+        (["--rl.k", "8"], ["rl.k=8", "rl.responses_per_prompt=8"]),
+        (["--model.init", "/nonexistent/ckpt"], ["model.init", "/nonexistent/ckpt"]),
+        (["--rl.lr", "fast"], ["rl.lr must be float"]),
+        (["--rl.advantage", "passk_magic"], ["passk_magic", "passk_analytic"]),
+        (["--optimiser.lr", "1"], ["unknown config section 'optimiser'"]),
+        (
+            [
+                "--task.min_size",
+                "3",
+                "--task.max_size",
+                "3",
+                "--task.n_heldout",
+                "500",
+            ],  # 3x3 grids: 60 mazes in all
+            ["only 60 distinct problems", "task.n_heldout"],
+        ),
+    ],
+)
 def test_a_bad_config_is_a_one_line_error_that_names_it(args, words):
     result = run_cli("--config", TINY, *args)
     assert result.returncode != 0
@@ -49,12 +67,18 @@ def test_a_bad_config_is_a_one_line_error_that_names_it(args, words):
 def test_every_shipped_config_parses_and_its_schedule_covers_the_run(path):
     cfg, _ = config.parse_args(["--config", path])
     if cfg.rl.schedule:
-        assert cfg.rl.schedule[-1]["until_step"] == cfg.rl.steps, "the last phase must end with the run"
+        assert cfg.rl.schedule[-1]["until_step"] == cfg.rl.steps, (
+            "the last phase must end with the run"
+        )
 
 
 def test_a_missing_config_file_is_named():
     result = run_cli("--config", "configs/nope.yaml")
-    assert result.returncode != 0 and "configs/nope.yaml" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode != 0
+        and "configs/nope.yaml" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_config_file_sections_and_schedule_are_validated(tmp_path):
@@ -72,31 +96,38 @@ def test_help_lists_every_field_with_its_docstring():
     assert "--rl.eps_high 0.28" in result.stdout and "clip-higher" in result.stdout
 
 
-@pytest.mark.parametrize("key, value, words", [
-    ("rl.lr", "-1", "rl.lr=-1.0 is out of range: it must be > 0"),
-    ("rl.lr", "nan", "rl.lr=nan is out of range"),
-    ("rl.prompts_per_step", "0", "rl.prompts_per_step=0 is out of range: it must be >= 1"),
-    ("rl.minibatches", "0", "rl.minibatches=0 is out of range"),
-    ("eval.n_problems", "0", "eval.n_problems=0 is out of range"),
-    ("task.max_new_tokens", "0", "task.max_new_tokens=0 is out of range"),
-    ("model.n_embd", "30", "model.n_embd=30 must split into model.n_head=2 heads of an even width"),
-    ("model.block_size", "40", "model.block_size=40 is shorter than the longest maze prompt"),
-    ("run.checkpoint_every", "0", "run.checkpoint_every=0 is out of range"),
-    ("rl.temperature", "0", "rl.temperature=0.0 is out of range: it must be > 0"),
-    ("rl.top_p", "0", "rl.top_p=0.0 is out of range: it must be in (0, 1]"),
-    ("rl.top_p", "2", "rl.top_p=2.0 is out of range"),
-    ("run.device", "tpu", "run.device 'tpu' must be one of auto, cpu, cuda, mps or cuda:N"),
-    ("reward.timeout_s", "0", "reward.timeout_s=0.0 is out of range"),
-    ("reward.backend", "foo", "reward.backend 'foo' must be one of sympy, math_verify"),
-    ("rl.steps", "-3", "rl.steps=-3 is out of range: it must be >= 0"),
-    ("rl.epochs", "0", "rl.epochs=0 is out of range"),
-    ("eval.every", "-1", "eval.every=-1 is out of range"),
-    ("model.n_layer", "0", "model.n_layer=0 is out of range"),
-    ("rl.grad_clip", "0", "rl.grad_clip=0.0 is out of range"),
-    ("rl.eps_low", "-0.5", "rl.eps_low=-0.5 is out of range: it must be in [0, 1)"),
-    ("task.loop_frac", "1.5", "task.loop_frac=1.5 is out of range"),
-    ("rl.tis_cap", "0.5", "rl.tis_cap=0.5 is out of range"),
-])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("rl.lr", "-1", "rl.lr=-1.0 is out of range: it must be > 0"),
+        ("rl.lr", "nan", "rl.lr=nan is out of range"),
+        ("rl.prompts_per_step", "0", "rl.prompts_per_step=0 is out of range: it must be >= 1"),
+        ("rl.minibatches", "0", "rl.minibatches=0 is out of range"),
+        ("eval.n_problems", "0", "eval.n_problems=0 is out of range"),
+        ("task.max_new_tokens", "0", "task.max_new_tokens=0 is out of range"),
+        (
+            "model.n_embd",
+            "30",
+            "model.n_embd=30 must split into model.n_head=2 heads of an even width",
+        ),
+        ("model.block_size", "40", "model.block_size=40 is shorter than the longest maze prompt"),
+        ("run.checkpoint_every", "0", "run.checkpoint_every=0 is out of range"),
+        ("rl.temperature", "0", "rl.temperature=0.0 is out of range: it must be > 0"),
+        ("rl.top_p", "0", "rl.top_p=0.0 is out of range: it must be in (0, 1]"),
+        ("rl.top_p", "2", "rl.top_p=2.0 is out of range"),
+        ("run.device", "tpu", "run.device 'tpu' must be one of auto, cpu, cuda, mps or cuda:N"),
+        ("reward.timeout_s", "0", "reward.timeout_s=0.0 is out of range"),
+        ("reward.backend", "foo", "reward.backend 'foo' must be one of sympy, math_verify"),
+        ("rl.steps", "-3", "rl.steps=-3 is out of range: it must be >= 0"),
+        ("rl.epochs", "0", "rl.epochs=0 is out of range"),
+        ("eval.every", "-1", "eval.every=-1 is out of range"),
+        ("model.n_layer", "0", "model.n_layer=0 is out of range"),
+        ("rl.grad_clip", "0", "rl.grad_clip=0.0 is out of range"),
+        ("rl.eps_low", "-0.5", "rl.eps_low=-0.5 is out of range: it must be in [0, 1)"),
+        ("task.loop_frac", "1.5", "task.loop_frac=1.5 is out of range"),
+        ("rl.tis_cap", "0.5", "rl.tis_cap=0.5 is out of range"),
+    ],
+)
 def test_every_value_is_checked_when_the_config_is_loaded(key, value, words, tmp_path):
     with pytest.raises(config.ConfigError) as error:
         tiny_config(tmp_path, f"--{key}", value)
@@ -105,8 +136,12 @@ def test_every_value_is_checked_when_the_config_is_loaded(key, value, words, tmp
 
 
 def test_every_numeric_field_has_a_declared_range():
-    numeric = {f"{section}.{key}" for section, fields in dataclasses.asdict(config.Config()).items()
-               for key, value in fields.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    numeric = {
+        f"{section}.{key}"
+        for section, fields in dataclasses.asdict(config.Config()).items()
+        for key, value in fields.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
     unranged = numeric - set(config.RANGES) - {"run.seed", "task.seed"}  # any integer seed will do
     assert not unranged, f"add these fields to config.RANGES: {sorted(unranged)}"
 
@@ -115,7 +150,11 @@ def test_broken_yaml_and_an_unwritable_run_directory_are_one_line_errors(tmp_pat
     broken = tmp_path / "broken.yaml"
     broken.write_text("rl: {steps: 4\nmodel: [\n")
     result = run_cli("--config", str(broken))
-    assert result.returncode != 0 and "Traceback" not in result.stderr and "not valid YAML" in result.stderr
+    assert (
+        result.returncode != 0
+        and "Traceback" not in result.stderr
+        and "not valid YAML" in result.stderr
+    )
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     result = run_cli("--config", TINY, "--run.out_dir", str(blocker))
@@ -130,7 +169,10 @@ def test_a_bad_config_is_named_before_an_earlier_run_in_the_way(tmp_path):
     run_dir.mkdir()
     (run_dir / "latest").write_text("ckpt_2")
     (run_dir / "ckpt_2").mkdir()
-    for bad in (["--rl.k", "8"], ["--task.min_size", "3", "--task.max_size", "3", "--task.n_heldout", "500"]):
+    for bad in (
+        ["--rl.k", "8"],
+        ["--task.min_size", "3", "--task.max_size", "3", "--task.n_heldout", "500"],
+    ):
         message = run_cli("--config", TINY, "--run.out_dir", str(tmp_path), *bad).stderr.strip()
         assert "already holds a run" not in message and len(message.splitlines()) == 1, message
     assert "already holds a run" in run_cli("--config", TINY, "--run.out_dir", str(tmp_path)).stderr
@@ -158,7 +200,15 @@ def test_a_config_file_given_without_config_is_suggested():
 
 
 def test_the_task_registry_is_checked_before_anything_is_built(tmp_path):
-    cfg, _ = config.parse_args(["--config", TINY, "--task.name", "sudoku"])  # the config alone: fine
+    # the config alone: fine
+    cfg, _ = config.parse_args(["--config", TINY, "--task.name", "sudoku"])
     assert cfg.task.name == "sudoku"
     with pytest.raises(config.ConfigError, match="task.name 'sudoku' is unknown; known: maze"):
         build.parse_config(["--config", TINY, "--task.name", "sudoku"])
+
+
+def test_help_names_every_estimator():
+    import advantage
+
+    listed = config.field_docs()["rl.advantage"]
+    assert all(name in listed for name in advantage.ESTIMATORS), listed

@@ -1,4 +1,5 @@
-"""pass@k: the unbiased estimator against brute-force enumeration of all k-subsets; plots of several runs."""
+"""pass@k: the unbiased estimator against brute-force enumeration of all k-subsets; plots of several
+runs."""
 
 import itertools
 import json

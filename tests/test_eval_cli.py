@@ -25,6 +25,7 @@ EXAMPLES = [
     for line in evaluation.__doc__.splitlines()
     if line.strip().startswith("python eval.py")
 ]
+# argparse keeps the last value
 FAST = [
     "--n",
     "4",
@@ -34,7 +35,7 @@ FAST = [
     "6",
     "--batch",
     "2",
-]  # argparse keeps the last value
+]
 
 
 def train_tiny(root, name, *overrides):

@@ -1,4 +1,5 @@
-"""experiments.py: the study end to end on the tiny config, resuming, the verdict rule, and eval.py's intervals."""
+"""experiments.py: the study end to end on the tiny config, resuming, the verdict rule, and
+eval.py's intervals."""
 
 import json
 import math
@@ -57,7 +58,8 @@ def study_command(out):
 
 @pytest.fixture
 def one_thread():
-    """Tiny models sample faster on one thread, and the warm start sets torch's threads: restore them after."""
+    """Tiny models sample faster on one thread, and the warm start sets torch's threads: restore
+    them after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -89,12 +91,10 @@ def test_the_runner_writes_results_table_plots_and_counts(study):
         assert f"docs/results/{figure}.png" in report
     for number in range(1, 7):  # one verdict per claim; one seed cannot tell anything
         assert f"\n{number}. " in report
-    assert (
-        report.count("**cannot tell**") == 2
-    )  # claims 1 and 3: both arms ran, one seed tells nothing
-    assert (
-        report.count("**not in this sweep's arms") == 5
-    )  # claims 2, 4, 5, 6, MaxRL: arms not in --arms
+    # claims 1 and 3: both arms ran, one seed tells nothing
+    assert report.count("**cannot tell**") == 2
+    # claims 2, 4, 5, 6, MaxRL: arms not in --arms
+    assert report.count("**not in this sweep's arms") == 5
     assert "cover@0.5" in report and "not run at this scale" not in report
     assert "git: `" in report and "wall time" in report and "--arms pass1,passk_analytic" in report
     assert "paired t-interval" in report and "hold for this one warm start" in report
@@ -241,7 +241,8 @@ def test_bad_study_settings_are_one_line_errors(args, words, tmp_path):
 
 
 def test_seed_interval_matches_a_hand_computation():
-    # mean 0.3, sample std 0.1, t(0.975, df=2) = 4.302653 from a t table: half-width 4.302653 * 0.1 / sqrt(3)
+    # mean 0.3, sample std 0.1, t(0.975, df=2) = 4.302653 from a t table: half-width 4.302653 * 0.1
+    # / sqrt(3)
     interval = stats.seed_interval([0.2, 0.3, 0.4])
     assert interval["mean"] == pytest.approx(0.3)
     assert interval["half"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), abs=1e-6)
@@ -273,11 +274,11 @@ def test_paired_interval_matches_a_hand_computation():
 
 
 def test_welch_interval_matches_a_hand_computation():
-    # each side: sample variance 1 over 3 values, so se^2 = 1/3 + 1/3 and df = (2/3)^2 / (2 * (1/3)^2 / 2) = 4
+    # each side: sample variance 1 over 3 values, so se^2 = 1/3 + 1/3 and df = (2/3)^2 / (2 *
+    # (1/3)^2 / 2) = 4
     result = stats.welch_interval([1.0, 2.0, 3.0], [3.0, 4.0, 5.0])
-    half = 2.776445 * math.sqrt(
-        1 / 3 + 1 / 3
-    )  # t(0.975, 4) from a t table times the standard error
+    # t(0.975, 4) from a t table times the standard error
+    half = 2.776445 * math.sqrt(1 / 3 + 1 / 3)
     assert result["df"] == pytest.approx(4.0)
     assert (result["diff"], result["low"], result["high"]) == pytest.approx(
         (-2.0, -2.0 - half, -2.0 + half), abs=1e-5

@@ -2,6 +2,7 @@
 
 Errors are measured relative to the reference's largest magnitude, max|a - b| / max|ref|.
 """
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -13,19 +14,23 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def rel_err(value, reference):
-    return ((value.double() - reference.double()).abs().max() / reference.double().abs().max()).item()
+    return (
+        (value.double() - reference.double()).abs().max() / reference.double().abs().max()
+    ).item()
 
 
 def make_case(M=50, d=24, V=57, valid_vocab=None, dtype=torch.float32, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     hidden = torch.randn(M, d, generator=gen)
-    weight = torch.randn(V, d, generator=gen) * 0.5  # logits of a few units: a peaked, not one-hot, softmax
+    # logits of a few units: a peaked, not one-hot, softmax
+    weight = torch.randn(V, d, generator=gen) * 0.5
     targets = torch.randint(0, valid_vocab or V, (M,), generator=gen)
     return hidden.to(device, dtype), weight.to(device, dtype), targets.to(device)
 
 
 def logp_entropy_and_grads(fn, hidden, weight, targets, grad_logp, grad_entropy, **options):
-    """Run fn with grad; loss = sum(grad_logp * logp) + sum(grad_entropy * entropy) (either may be None)."""
+    """Run fn with grad; loss = sum(grad_logp * logp) + sum(grad_entropy * entropy) (either may be
+    None)."""
     hidden = hidden.detach().requires_grad_()
     weight = weight.detach().requires_grad_()
     logp, entropy = fn(hidden, weight, targets, return_entropy=True, **options)
@@ -48,15 +53,31 @@ def test_matches_float64_reference(chunk_size, temperature, valid_vocab, loss_on
     grad_logp = torch.randn(50, generator=gen) if loss_on != "entropy" else None
     grad_entropy = torch.randn(50, generator=gen) if loss_on != "logp" else None
     options = dict(temperature=temperature, valid_vocab=valid_vocab)
-    ref = logp_entropy_and_grads(naive_logprobs, hidden.double(), weight.double(), targets,
-                                 None if grad_logp is None else grad_logp.double(),
-                                 None if grad_entropy is None else grad_entropy.double(), **options)
-    got = logp_entropy_and_grads(fused_logprobs, hidden, weight, targets, grad_logp, grad_entropy,
-                                 chunk_size=chunk_size, **options)
+    ref = logp_entropy_and_grads(
+        naive_logprobs,
+        hidden.double(),
+        weight.double(),
+        targets,
+        None if grad_logp is None else grad_logp.double(),
+        None if grad_entropy is None else grad_entropy.double(),
+        **options,
+    )
+    got = logp_entropy_and_grads(
+        fused_logprobs,
+        hidden,
+        weight,
+        targets,
+        grad_logp,
+        grad_entropy,
+        chunk_size=chunk_size,
+        **options,
+    )
     for name, value, reference in zip(["logp", "entropy", "grad_hidden", "grad_weight"], got, ref):
         assert value.dtype == torch.float32, name
         assert rel_err(value, reference) < 1e-5, name
-    if valid_vocab is not None:  # masked ids are outside the softmax: no gradient reaches their rows
+    if (
+        valid_vocab is not None
+    ):  # masked ids are outside the softmax: no gradient reaches their rows
         assert torch.all(got[3][valid_vocab:] == 0)
 
 
@@ -66,7 +87,9 @@ def test_logp_only_call_matches():
     logp = fused_logprobs(hidden, weight, targets, temperature=1.3, chunk_size=9, valid_vocab=41)
     logp.sum().backward()
     reference_hidden = hidden.detach().double().requires_grad_()
-    reference = naive_logprobs(reference_hidden, weight.double(), targets, temperature=1.3, valid_vocab=41)
+    reference = naive_logprobs(
+        reference_hidden, weight.double(), targets, temperature=1.3, valid_vocab=41
+    )
     reference.sum().backward()
     assert isinstance(logp, torch.Tensor) and logp.shape == (50,)
     assert rel_err(logp, reference) < 1e-5
@@ -81,7 +104,9 @@ def test_naive_reference_is_the_masked_tempered_softmax():
     probs = logits.softmax(-1)
     expected_logp = probs[torch.arange(9), targets].log()
     expected_entropy = -torch.stack([sum(p * p.log() for p in row if p > 0) for row in probs])
-    logp, entropy = naive_logprobs(hidden, weight, targets, temperature=0.6, valid_vocab=8, return_entropy=True)
+    logp, entropy = naive_logprobs(
+        hidden, weight, targets, temperature=0.6, valid_vocab=8, return_entropy=True
+    )
     torch.testing.assert_close(logp, expected_logp)
     torch.testing.assert_close(entropy, expected_entropy)
 
@@ -90,9 +115,13 @@ def test_gradcheck_float64():
     hidden, weight, targets = make_case(M=6, d=4, V=9, valid_vocab=7, dtype=torch.float64)
 
     def both_outputs(h, w):
-        return fused_logprobs(h, w, targets, temperature=0.8, chunk_size=4, valid_vocab=7, return_entropy=True)
+        return fused_logprobs(
+            h, w, targets, temperature=0.8, chunk_size=4, valid_vocab=7, return_entropy=True
+        )
 
-    assert torch.autograd.gradcheck(both_outputs, (hidden.requires_grad_(), weight.requires_grad_()))
+    assert torch.autograd.gradcheck(
+        both_outputs, (hidden.requires_grad_(), weight.requires_grad_())
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -100,11 +129,29 @@ def test_gradcheck_float64():
 def test_low_precision_inputs(device, dtype):
     hidden, weight, targets = make_case(M=40, d=64, V=300, dtype=dtype, device=device)
     gen = torch.Generator().manual_seed(2)
-    grad_logp, grad_entropy = torch.randn(40, generator=gen).to(device), torch.randn(40, generator=gen).to(device)
-    ref = logp_entropy_and_grads(naive_logprobs, hidden.double(), weight.double(), targets,
-                                 grad_logp.double(), grad_entropy.double(), temperature=0.9)
-    got = logp_entropy_and_grads(fused_logprobs, hidden, weight, targets, grad_logp, grad_entropy,
-                                 temperature=0.9, chunk_size=16)
+    grad_logp, grad_entropy = (
+        torch.randn(40, generator=gen).to(device),
+        torch.randn(40, generator=gen).to(device),
+    )
+    ref = logp_entropy_and_grads(
+        naive_logprobs,
+        hidden.double(),
+        weight.double(),
+        targets,
+        grad_logp.double(),
+        grad_entropy.double(),
+        temperature=0.9,
+    )
+    got = logp_entropy_and_grads(
+        fused_logprobs,
+        hidden,
+        weight,
+        targets,
+        grad_logp,
+        grad_entropy,
+        temperature=0.9,
+        chunk_size=16,
+    )
     assert got[0].dtype == got[1].dtype == torch.float32
     assert got[2].dtype == got[3].dtype == dtype
     # the inputs are exact in float32, so float32 logits lose almost nothing; bf16 logits
@@ -131,10 +178,16 @@ class TinyTiedLM(torch.nn.Module):
 
 def test_tied_embedding_gets_both_gradients():
     gen = torch.Generator().manual_seed(3)
-    tokens, targets = torch.randint(0, 30, (25,), generator=gen), torch.randint(0, 30, (25,), generator=gen)
+    tokens, targets = (
+        torch.randint(0, 30, (25,), generator=gen),
+        torch.randint(0, 30, (25,), generator=gen),
+    )
     model = TinyTiedLM()
     grads = {}
-    for name, compute in [("naive", naive_logprobs), ("fused", lambda *a, **k: fused_logprobs(*a, chunk_size=6, **k))]:
+    for name, compute in [
+        ("naive", naive_logprobs),
+        ("fused", lambda *a, **k: fused_logprobs(*a, chunk_size=6, **k)),
+    ]:
         model.zero_grad(set_to_none=True)
         logp, entropy = model(tokens, targets, compute)
         (logp.sum() - 0.1 * entropy.sum()).backward()
@@ -150,11 +203,15 @@ def test_tied_embedding_gets_both_gradients():
     assert rel_err(weight.grad, grads["fused"]["embedding.weight"]) > 1e-3
 
 
-@pytest.mark.parametrize("chunk_size", [8, None])  # several chunks; one chunk, whose logits are kept
+@pytest.mark.parametrize(
+    "chunk_size", [8, None]
+)  # several chunks; one chunk, whose logits are kept
 def test_backward_twice_with_retain_graph(chunk_size):
     hidden, weight, targets = make_case()
     hidden.requires_grad_()
-    logp, entropy = fused_logprobs(hidden, weight, targets, chunk_size=chunk_size, return_entropy=True)
+    logp, entropy = fused_logprobs(
+        hidden, weight, targets, chunk_size=chunk_size, return_entropy=True
+    )
     loss = logp.sum() + entropy.sum()
     first = torch.autograd.grad(loss, hidden, retain_graph=True)[0]
     second = torch.autograd.grad(loss, hidden)[0]
@@ -178,9 +235,12 @@ def test_no_grad_builds_no_graph():
     hidden.requires_grad_()
     weight.requires_grad_()
     with torch.no_grad():
-        logp, entropy = fused_logprobs(hidden, weight, targets, chunk_size=8, valid_vocab=41, return_entropy=True)
-        reference_logp, reference_entropy = naive_logprobs(hidden.double(), weight.double(), targets,
-                                                           valid_vocab=41, return_entropy=True)
+        logp, entropy = fused_logprobs(
+            hidden, weight, targets, chunk_size=8, valid_vocab=41, return_entropy=True
+        )
+        reference_logp, reference_entropy = naive_logprobs(
+            hidden.double(), weight.double(), targets, valid_vocab=41, return_entropy=True
+        )
     assert logp.grad_fn is None and entropy.grad_fn is None and not logp.requires_grad
     assert rel_err(logp, reference_logp) < 1e-5
     assert rel_err(entropy, reference_entropy) < 1e-5
@@ -215,12 +275,20 @@ class LargestTensor(TorchDispatchMode):
 
 
 def test_never_holds_more_than_a_chunk_of_logits():
-    M, d, V, chunk = 64, 8, 50, 16  # d < chunk, so [V, d] and [M, d] are smaller than one chunk of logits
+    # d < chunk, so [V, d] and [M, d] are smaller than one chunk of logits
+    M, d, V, chunk = (
+        64,
+        8,
+        50,
+        16,
+    )
     hidden, weight, targets = make_case(M=M, d=d, V=V)
     hidden.requires_grad_()
     weight.requires_grad_()
     with LargestTensor() as fused:
-        logp, entropy = fused_logprobs(hidden, weight, targets, chunk_size=chunk, return_entropy=True)
+        logp, entropy = fused_logprobs(
+            hidden, weight, targets, chunk_size=chunk, return_entropy=True
+        )
         (logp.sum() + entropy.sum()).backward()
     with LargestTensor() as naive:
         logp, entropy = naive_logprobs(hidden, weight, targets, return_entropy=True)
@@ -229,30 +297,39 @@ def test_never_holds_more_than_a_chunk_of_logits():
     assert naive.numel == M * V  # the check can see a full logits tensor when there is one
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(hidden=torch.zeros(4, 3, 8)), "hidden must be a 2-D"),
-    (dict(weight=torch.zeros(10)), "weight must be a 2-D"),
-    (dict(weight=torch.zeros(10, 7)), "does not match"),
-    (dict(weight=torch.zeros(10, 8, dtype=torch.float64)), "share one floating dtype"),
-    (dict(targets=torch.zeros(5, dtype=torch.long)), "length 4"),
-    (dict(targets=torch.zeros(4, 1, dtype=torch.long)), "1-D"),
-    (dict(targets=torch.zeros(4)), "int64"),
-    (dict(targets=torch.tensor([0, 1, 10, 2])), r"\[0, 10\)"),
-    (dict(targets=torch.tensor([0, -1, 2, 2])), r"\[0, 10\)"),
-    (dict(temperature=0.0), "temperature"),
-    (dict(temperature=-1.0), "temperature"),
-    (dict(valid_vocab=11), "valid_vocab"),
-    (dict(valid_vocab=0), "valid_vocab"),
-    (dict(valid_vocab=3), r"\[0, 3\)"),  # target 3 >= valid_vocab
-    (dict(chunk_size=0), "chunk_size"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(hidden=torch.zeros(4, 3, 8)), "hidden must be a 2-D"),
+        (dict(weight=torch.zeros(10)), "weight must be a 2-D"),
+        (dict(weight=torch.zeros(10, 7)), "does not match"),
+        (dict(weight=torch.zeros(10, 8, dtype=torch.float64)), "share one floating dtype"),
+        (dict(targets=torch.zeros(5, dtype=torch.long)), "length 4"),
+        (dict(targets=torch.zeros(4, 1, dtype=torch.long)), "1-D"),
+        (dict(targets=torch.zeros(4)), "int64"),
+        (dict(targets=torch.tensor([0, 1, 10, 2])), r"\[0, 10\)"),
+        (dict(targets=torch.tensor([0, -1, 2, 2])), r"\[0, 10\)"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(valid_vocab=11), "valid_vocab"),
+        (dict(valid_vocab=0), "valid_vocab"),
+        (dict(valid_vocab=3), r"\[0, 3\)"),  # target 3 >= valid_vocab
+        (dict(chunk_size=0), "chunk_size"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(change, message):
-    arguments = dict(hidden=torch.zeros(4, 8), weight=torch.zeros(10, 8), targets=torch.tensor([0, 1, 3, 2]))
+    arguments = dict(
+        hidden=torch.zeros(4, 8), weight=torch.zeros(10, 8), targets=torch.tensor([0, 1, 3, 2])
+    )
     arguments.update(change)
-    options = {k: arguments.pop(k) for k in ("temperature", "valid_vocab", "chunk_size") if k in arguments}
+    options = {
+        k: arguments.pop(k) for k in ("temperature", "valid_vocab", "chunk_size") if k in arguments
+    }
     with pytest.raises(ValueError, match=message):
         fused_logprobs(arguments["hidden"], arguments["weight"], arguments["targets"], **options)
     options.pop("chunk_size", None)
     if "chunk_size" not in change:
         with pytest.raises(ValueError, match=message):
-            naive_logprobs(arguments["hidden"], arguments["weight"], arguments["targets"], **options)
+            naive_logprobs(
+                arguments["hidden"], arguments["weight"], arguments["targets"], **options
+            )

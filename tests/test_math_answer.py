@@ -279,9 +279,8 @@ def test_math_reward_and_verify_order():
 
 # -------------------------------------------------------------------------------------- conformance
 
-CASES = (
-    Path(__file__).resolve().parent / "data" / "mathverify_cases.jsonl"
-)  # Math-Verify's suite: data/README.md
+# Math-Verify's suite: data/README.md
+CASES = Path(__file__).resolve().parent / "data" / "mathverify_cases.jsonl"
 
 
 def released_active_cases():

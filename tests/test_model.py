@@ -1,4 +1,8 @@
-"""The tiny GPT against simpler references: KV-cache decode equals full recompute, batching changes nothing."""
+"""The tiny GPT against simpler references: KV-cache decode equals full recompute, batching changes
+nothing.
+"""
+
+import pytest
 import torch
 
 from model import GPT, GPTConfig
@@ -10,7 +14,11 @@ TOKENIZER = CharTokenizer()
 
 def tiny_gpt(seed=0, tie=True):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=128, block_size=128, n_layer=2, n_head=2, n_embd=32, tie_embeddings=tie)).eval()
+    return GPT(
+        GPTConfig(
+            vocab_size=128, block_size=128, n_layer=2, n_head=2, n_embd=32, tie_embeddings=tie
+        )
+    ).eval()
 
 
 PROMPTS = ["S.*\n..E\n", "ab", "a much longer prompt than the others\n"]
@@ -21,8 +29,11 @@ def test_kv_cache_decode_equals_full_recompute():
     prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
     continuation = torch.randint(3, 99, (len(prompts), 6))
     prompt_ids, prompt_mask = left_pad(prompts, TOKENIZER.pad_id, "cpu")
-    full = model.logits(torch.cat([prompt_ids, continuation], 1),
-                        torch.cat([prompt_mask, torch.ones_like(continuation)], 1))  # [B, P+6, V]
+    # [B, P+6, V]
+    full = model.logits(
+        torch.cat([prompt_ids, continuation], 1),
+        torch.cat([prompt_mask, torch.ones_like(continuation)], 1),
+    )
     P = prompt_ids.shape[1]
     logits, cache = model.prefill(prompt_ids, prompt_mask, n_repeat=1, max_new_tokens=6)
     torch.testing.assert_close(logits, full[:, P - 1], atol=1e-5, rtol=1e-5)
@@ -38,36 +49,97 @@ def test_left_padding_does_not_change_a_row():
     batched = model.logits(ids, mask)
     for row, prompt in enumerate(prompts):
         alone = model.logits(torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long))
-        torch.testing.assert_close(batched[row, -len(prompt):], alone[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(batched[row, -len(prompt) :], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_batched_greedy_equals_each_prompt_alone():
     model = tiny_gpt(seed=1)
     prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
-    options = dict(n=2, max_new_tokens=12, eos_ids=TOKENIZER.eos_ids, pad_id=TOKENIZER.pad_id,
-                   valid_vocab=TOKENIZER.vocab_size, temperature=0.0)
+    options = dict(
+        n=2,
+        max_new_tokens=12,
+        eos_ids=TOKENIZER.eos_ids,
+        pad_id=TOKENIZER.pad_id,
+        valid_vocab=TOKENIZER.vocab_size,
+        temperature=0.0,
+    )
     batched = generate(model, prompts, seeds=[0, 1, 2], **options)
     for i, prompt in enumerate(prompts):
         alone = generate(model, [prompt], seeds=[i], **options)
         width = alone.tokens.shape[1]
-        assert torch.equal(batched.tokens[2 * i:2 * i + 2, :width], alone.tokens)
-        assert torch.equal(batched.response_mask[2 * i:2 * i + 2, :width], alone.response_mask)
+        assert torch.equal(batched.tokens[2 * i : 2 * i + 2, :width], alone.tokens)
+        assert torch.equal(batched.response_mask[2 * i : 2 * i + 2, :width], alone.response_mask)
 
 
-def test_logprob_forward_matches_full_logits():
-    """The training log-prob mode equals log_softmax of the full logits at the response positions."""
+@pytest.mark.parametrize("length_buckets", [1, 2])
+def test_logprob_forward_matches_full_logits(length_buckets):
+    """The training log-prob mode equals log_softmax of the full logits at the response
+    positions.
+    """
     model = tiny_gpt(tie=False)
+    model.length_buckets = length_buckets
     prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
     prompt_ids, prompt_mask = left_pad(prompts, TOKENIZER.pad_id, "cpu")
     responses = torch.randint(3, 99, (3, 5))
-    response_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.float)
+    response_mask = torch.tensor(
+        [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.float
+    )
     input_ids = torch.cat([prompt_ids, responses], 1)
     attention_mask = torch.cat([prompt_mask, response_mask.long()], 1)
-    logp, entropy = model(input_ids, attention_mask, response_mask, temperature=0.7,
-                          valid_vocab=TOKENIZER.vocab_size, return_entropy=True)
-    logits = model.logits(input_ids, attention_mask)[:, -6:-1, :TOKENIZER.vocab_size].double() / 0.7
+    logp, entropy = model(
+        input_ids,
+        attention_mask,
+        response_mask,
+        temperature=0.7,
+        valid_vocab=TOKENIZER.vocab_size,
+        return_entropy=True,
+    )
+    logits = (
+        model.logits(input_ids, attention_mask)[:, -6:-1, : TOKENIZER.vocab_size].double() / 0.7
+    )
     reference = logits.log_softmax(-1)
     expected = reference.gather(-1, responses[..., None])[..., 0] * response_mask
     expected_entropy = -(reference.exp() * reference).sum(-1) * response_mask
     torch.testing.assert_close(logp.double(), expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(entropy.double(), expected_entropy, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("group_size, buckets", [(1, 2), (3, 2), (3, 5), (2, 3)])
+def test_length_buckets_give_the_padded_forwards_log_probs_and_gradients(group_size, buckets):
+    """forward with length_buckets > 1 (rows cut to their bucket's longest response) equals the
+    padded forward.
+    """
+    torch.manual_seed(3)
+    model = tiny_gpt(tie=False)
+    prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS for _ in range(group_size)]
+    prompt_ids, prompt_mask = left_pad(prompts, TOKENIZER.pad_id, "cpu")
+    # every group longest at a different length
+    lengths = torch.tensor([1, 7, 3, 2, 5, 4, 7, 6, 1][: len(prompts)])
+    response_mask = (torch.arange(7)[None, :] < lengths[:, None]).float()  # [R, 7]
+    responses = torch.randint(3, 99, (len(prompts), 7)).masked_fill(
+        response_mask == 0, TOKENIZER.pad_id
+    )
+    input_ids = torch.cat([prompt_ids, responses], 1)
+    attention_mask = torch.cat([prompt_mask, response_mask.long()], 1)
+    weights = torch.randn(len(prompts), 7)
+    results = []
+    for length_buckets in (1, buckets):
+        model.length_buckets = length_buckets
+        model.zero_grad()
+        logp, entropy = model(
+            input_ids,
+            attention_mask,
+            response_mask,
+            temperature=0.8,
+            valid_vocab=TOKENIZER.vocab_size,
+            return_entropy=True,
+            group_size=group_size,
+        )
+        ((logp + 0.1 * entropy) * weights).sum().backward()
+        results.append((logp, entropy, [p.grad.clone() for p in model.parameters()]))
+    (logp, entropy, grads), (logp_b, entropy_b, grads_b) = results
+    torch.testing.assert_close(logp_b, logp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropy_b, entropy, atol=1e-5, rtol=0)
+    for grad, grad_b in zip(grads, grads_b):
+        torch.testing.assert_close(grad_b, grad, atol=1e-5, rtol=1e-4)
+    assert (logp_b[response_mask == 0] == 0).all() and (logp_b[response_mask == 1] != 0).all()

@@ -38,8 +38,8 @@ def code_cells():
 
 
 def repository_files():
-    """{path: modification time} of every file in the repository outside hidden folders (.git, virtualenvs)
-    and caches."""
+    """{path: modification time} of every file in the repository outside hidden folders (.git,
+    virtualenvs) and caches."""
     files = {}
     for folder, subfolders, names in os.walk(REPO):
         subfolders[:] = [s for s in subfolders if not s.startswith(".") and s != "__pycache__"]
@@ -51,9 +51,8 @@ def repository_files():
 
 def test_the_notebook_runs_top_to_bottom_in_fast_mode(tmp_path):
     before = repository_files()
-    temp = (
-        tmp_path / "temp"
-    )  # the notebook's tempfile folder: it must be gone when the interpreter ends
+    # the notebook's tempfile folder: it must be gone when the interpreter ends
+    temp = tmp_path / "temp"
     temp.mkdir()
     # one thread: the fast run's tensors are small, and a busy 2-core CI machine loses time to idle
     # threads
@@ -77,62 +76,38 @@ def test_the_notebook_runs_top_to_bottom_in_fast_mode(tmp_path):
         f"a notebook cell failed:\n{run.stdout[-4000:]}\n{run.stderr[-6000:]}"
     )
     assert "--- all cells ran" in run.stdout
-    assert (
-        "FAST mode" in run.stdout and "fast mode" in run.stdout
-    )  # the switch reached the notebook
+    # the switch reached the notebook
+    assert "FAST mode" in run.stdout and "fast mode" in run.stdout
     changed = {path for path, mtime in repository_files().items() if before.get(path) != mtime}
     assert not changed, f"running the notebook wrote into the repository: {sorted(changed)[:10]}"
-    assert not list(temp.iterdir()), (
-        f"the notebook left {sorted(p.name for p in temp.iterdir())} behind"
-    )
+    left = sorted(path.name for path in temp.glob("passk_notebook_*"))  # (torch caches may stay)
+    assert not left, f"the notebook left its temporary folder behind: {left}"
     check_what_holds_on_any_machine(run.stdout)
 
 
-def check_what_holds_on_any_machine(output: str):
+def check_what_holds_on_any_machine(output: str, full_run=False):
     """docs/course.md's statements that hold whatever the CPU, the seed or the warm start's length:
     the fast run's output (and the committed full run's) must show them."""
-    rewards = re.findall(
-        r"^(right|wrong \(one move short\)|malformed \(no closing tag\)) .* reward (\S+)$",
-        output,
-        re.M,
-    )
+    names = r"right|wrong \(one move short\)|malformed \(no closing tag\)"
+    rewards = re.findall(rf"^({names}) .* reward (\S+)$", output, re.M)
     assert [float(value) for _, value in rewards] == [1.0, 0.0, 0.0], rewards  # section 1
-    difference = float(re.search(r"largest difference (\S+)", output).group(1))
-    assert (
-        difference <= 1e-5
-    )  # section 2: the closed form is the brute force over all C(16, 4) groups
+    # section 2: the closed form is the brute force over all C(16, 4) groups
+    assert float(re.search(r"largest difference (\S+)", output).group(1)) <= 1e-5
+    # section 3: where eta peaks, and where Pass@k's is 0
     peaks = re.findall(r"peak eta +\S+ at accuracy (\S+); eta 0 from accuracy (\S+)", output)
-    assert peaks == [
-        ("0.500", "1.000"),
-        ("0.375", "0.938"),
-        ("0.250", "0.812"),
-        ("0.125", "0.562"),
-    ]  # section 3
-    assert (
-        "largest |r - 1| on response tokens 0.0e+00" in output
-    )  # section 4: ratio exactly 1 before an update
+    assert peaks == [("0.500", "1.000"), ("0.375", "0.938"), ("0.250", "0.812"), ("0.125", "0.562")]
+    # section 4: the ratio is exactly 1 before an update, and at most 1 / (old probability) after
+    assert "largest |r - 1| on response tokens 0.0e+00" in output
     rows = re.findall(r"^ +(\S+) to +(\S+) +(\d+) +(\S+) +(\d+) +(\d+)$", output, re.M)
-    assert rows, "section 4's table of A > 0 tokens by old probability is missing"
-    for (
-        low,
-        _,
-        tokens,
-        mean_ratio,
-        above_12,
-        above_128,
-    ) in rows:  # a ratio is at most 1 / (old probability)
+    # (the fast run's short warm start may leave mini-batch 2 without a right answer: no A > 0 rows)
+    assert rows or not full_run, "section 4's table of A > 0 tokens by old probability is missing"
+    for low, _, _, mean_ratio, above_12, above_128 in rows:
         if float(low) >= 1 / 1.2:
             assert int(above_12) == 0 and int(above_128) == 0, (low, above_12, above_128)
         assert float(mean_ratio) <= 1 / max(float(low), 1e-9)
-    passk = [
-        float(v)
-        for v in re.search(
-            r"held-out, 64 mazes x 16 samples: pass@1 (\S+), pass@4 (\S+), "
-            r"pass@16 (\S+)",
-            output,
-        ).groups()
-    ]
-    assert passk == sorted(passk)  # pass@k never falls with k
+    warm = re.search(r"64 mazes x 16 samples: pass@1 (\S+), pass@4 (\S+), pass@16 (\S+)", output)
+    # never falls with k
+    assert sorted(map(float, warm.groups())) == list(map(float, warm.groups()))
 
 
 def test_the_committed_notebook_was_run_top_to_bottom_without_errors():
@@ -171,20 +146,31 @@ def committed_output() -> str:
 
 
 def test_the_committed_full_run_shows_what_docs_course_md_says():
-    """docs/course.md, "The numbers students should see": the exact statements and the directions, and the
-    ranges measured over seeds 0-2 (rounded as stated there, so half a unit of the last digit either way)."""
+    """docs/course.md, "The numbers students should see": the exact statements and the directions,
+    and the ranges measured over seeds 0-2 (rounded as stated there, so half a unit of the last
+    digit either way)."""
     output = committed_output()
-    check_what_holds_on_any_machine(output)
-    warm = re.search(r"held-out, 64 mazes x 16 samples: pass@1 (\S+), pass@4 \S+, pass@16 (\S+)", output)
-    assert 0.175 <= float(warm.group(1)) <= 0.205 and 0.695 <= float(warm.group(2)) <= 0.725, warm.group(0)
+    check_what_holds_on_any_machine(output, full_run=True)
+    warm = re.search(
+        r"held-out, 64 mazes x 16 samples: pass@1 (\S+), pass@4 \S+, pass@16 (\S+)", output
+    )
+    assert 0.175 <= float(warm.group(1)) <= 0.205 and 0.695 <= float(warm.group(2)) <= 0.725, (
+        warm.group(0)
+    )
     all_wrong = len(re.findall(r" 0/16 right$", output, re.M))
-    assert 1 <= all_wrong <= 2, f"{all_wrong} all-wrong prompts in the step; docs/course.md says one or two"
+    assert 1 <= all_wrong <= 2, (
+        f"{all_wrong} all-wrong prompts in the step; docs/course.md says one or two"
+    )
     clipped = float(re.search(r"update 1: .*share of tokens clipped (\S+)", output).group(1))
     assert clipped > 0, "after two updates some tokens clip"
+    # pass@1, 2, 4, 8, 16, greedy (%)
     before, after = (
-        [float(v) for v in re.search(rf"^\| {when} \| (.*) \|$", output, re.M).group(1).split(" | ")]
+        [
+            float(v)
+            for v in re.search(rf"^\| {when} \| (.*) \|$", output, re.M).group(1).split(" | ")
+        ]
         for when in ("before RL", "after RL")
-    )  # pass@1, 2, 4, 8, 16, greedy (%)
+    )
     assert 7.5 <= after[0] - before[0] <= 15.5, (before, after)  # pass@1 rises by 8 to 15 points
     assert 2.5 <= after[2] - before[2] <= 11.5, (before, after)  # pass@4 by 3 to 11
     assert -6.5 <= after[4] - before[4] <= -0.5, (before, after)  # pass@16 falls by 1 to 6

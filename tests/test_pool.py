@@ -159,9 +159,8 @@ def test_a_worker_killed_mid_answer_is_replaced_and_the_answer_retried_not_score
 def test_an_answer_that_loses_a_worker_twice_scores_zero():
     pool.score(sleepy, ["0.01", "0.01"], ["1", "1"], workers=2)
     before = reward.verifier_stats()
-    killer = signal_the_worker_on(
-        1, signal.SIGKILL, times=2
-    )  # an answer that crashes every worker it meets
+    # an answer that crashes every worker it meets
+    killer = signal_the_worker_on(1, signal.SIGKILL, times=2)
     scores = pool.score(
         sleepy, ["0.01", "1.5", "0.01", "0.01"], ["1"] * 4, timeout_s=60.0, workers=2
     )
@@ -190,9 +189,8 @@ def test_signals_are_the_trainers_a_worker_mid_answer_finishes_it(signum, group)
     )
     sender.join()
     assert scores == [1.0, 1.0, 1.0, 1.0]
-    assert (
-        reward.verifier_stats()["crashes"] == before["crashes"]
-    )  # the signal was ignored, not survived by retry
+    # the signal was ignored, not survived by retry
+    assert reward.verifier_stats()["crashes"] == before["crashes"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/limits")
@@ -259,9 +257,8 @@ def alive(pid: int) -> bool:
 
 
 def test_a_gold_answer_that_cannot_be_verified_in_time_is_refused_with_its_origin(monkeypatch):
-    monkeypatch.setitem(
-        reward.MATH_BACKENDS, "sympy", sleepy
-    )  # a gold that takes its `gold` seconds to check
+    # a gold that takes its `gold` seconds to check
+    monkeypatch.setitem(reward.MATH_BACKENDS, "sympy", sleepy)
     problems = [
         tasks.Problem("p", "0.01", origin="data.jsonl:1"),
         tasks.Problem("q", "30", origin="data.jsonl:2"),

@@ -1,5 +1,6 @@
 """ppo.policy_loss against hand computations, one option at a time: PPO-clip with clip-higher,
 dual-clip, truncated importance sampling, the k3 KL term, and the three aggregations."""
+
 import math
 from types import SimpleNamespace
 
@@ -11,8 +12,9 @@ import ppo
 
 def rl(**options):
     """An rl config section with the options policy_loss reads (all off by default)."""
-    defaults = dict(eps_low=0.2, eps_high=0.28, dual_clip=0.0, tis_cap=0.0, kl_coef=0.0,
-                    loss_agg="token_mean")
+    defaults = dict(
+        eps_low=0.2, eps_high=0.28, dual_clip=0.0, tis_cap=0.0, kl_coef=0.0, loss_agg="token_mean"
+    )
     return SimpleNamespace(**{**defaults, **options})
 
 
@@ -26,7 +28,9 @@ def test_ppo_clip_with_clip_higher_by_hand():
     logp, old = ratios_logp([0.5, 1.0, 1.2, 1.5])
     mask = torch.ones(1, 4, dtype=torch.float64)
     for A in (2.0, -2.0):
-        loss, stats = ppo.policy_loss(logp, old, torch.tensor([[A]], dtype=torch.float64), mask, 4.0, rl())
+        loss, stats = ppo.policy_loss(
+            logp, old, torch.tensor([[A]], dtype=torch.float64), mask, 4.0, rl()
+        )
         if A > 0:  # min(r A, clip(r, 0.8, 1.28) A): clip binds above 1.28 only
             terms, clipped = [0.5 * A, 1.0 * A, 1.2 * A, 1.28 * A], [0, 0, 0, 1]
         else:  # A < 0: clip binds below 0.8
@@ -40,7 +44,8 @@ def test_dual_clip_bounds_a_negative_advantage_token_loss_by_hand():
     mask = torch.ones(1, 3, dtype=torch.float64)
     A = torch.tensor([[-1.0]], dtype=torch.float64)
     loss, stats = ppo.policy_loss(logp, old, A, mask, 3.0, rl(dual_clip=3.0))
-    # token losses -min(r A, clip(r) A) = r (for r >= 0.8) = 1, 2, 5; dual-clip caps them at -c A = 3
+    # token losses -min(r A, clip(r) A) = r (for r >= 0.8) = 1, 2, 5; dual-clip caps them at -c A =
+    # 3
     assert loss.item() == pytest.approx((1 + 2 + 3) / 3)
     assert stats["dual_clipped"].tolist() == [[0, 0, 1]]
     plain, _ = ppo.policy_loss(logp, old, A, mask, 3.0, rl())

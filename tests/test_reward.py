@@ -108,15 +108,12 @@ def test_countdown_reward(expression, expected):
 
 def test_countdown_exact_division_and_multiset():
     assert reward.countdown_reward(answer("6/3*4"), {"numbers": [3, 4, 6], "target": 8}) == 1.0
-    assert (
-        reward.countdown_reward(answer("4/3*6"), {"numbers": [3, 4, 6], "target": 8}) == 1.0
-    )  # exact Fractions
-    assert (
-        reward.countdown_reward(answer("(6+1)/3"), {"numbers": [1, 3, 6], "target": 2}) == 0.0
-    )  # 7/3, not 2
-    assert (
-        reward.countdown_reward(answer("1/(5-5)"), {"numbers": [1, 5, 5], "target": 0}) == 0.0
-    )  # division by zero
+    # exact Fractions
+    assert reward.countdown_reward(answer("4/3*6"), {"numbers": [3, 4, 6], "target": 8}) == 1.0
+    # 7/3, not 2
+    assert reward.countdown_reward(answer("(6+1)/3"), {"numbers": [1, 3, 6], "target": 2}) == 0.0
+    # division by zero
+    assert reward.countdown_reward(answer("1/(5-5)"), {"numbers": [1, 5, 5], "target": 0}) == 0.0
     assert reward.countdown_reward(answer("2+2+3"), {"numbers": [2, 2, 3], "target": 7}) == 1.0
     assert reward.countdown_reward(answer("2+3+3"), {"numbers": [2, 2, 3], "target": 8}) == 0.0
     assert reward.countdown_reward("(3+5)*2", PROBLEM) == 0.0  # no tag
@@ -192,7 +189,7 @@ def test_verifier_stats_count_answers():
 
 def test_every_task_has_a_verifier_under_the_same_name():
     # a new task is one generator in tasks.TASKS and one verifier in reward.VERIFIERS, one name
-    assert list(tasks.TASKS) == list(reward.VERIFIERS)
+    assert set(tasks.TASKS) == set(reward.VERIFIERS)
     assert reward.POOLED <= set(reward.VERIFIERS)
 
 
@@ -210,16 +207,13 @@ def test_importing_reward_does_not_import_torch():
 def test_check_golds_refuses_a_gold_that_no_response_can_match_and_keeps_a_long_solution():
     import math_answer
 
-    unmatched = (
-        "$" + "1+" * 600 + "1$"
-    )  # one formula of 1,201 characters, no shorter final answer inside
-    solution = (
-        "We add the numbers one by one. " * 50 + "So the answer is \\boxed{5}."
-    )  # long, with a short box
+    # one formula of 1,201 characters, no shorter final answer inside
+    unmatched = "$" + "1+" * 600 + "1$"
+    # long, with a short box
+    solution = "We add the numbers one by one. " * 50 + "So the answer is \\boxed{5}."
     responses = [unmatched, f"\\boxed{{{unmatched[1:-1]}}}", "\\boxed{601}", "\\boxed{1}", "1"]
-    assert not any(
-        math_answer.verify(unmatched, r) for r in responses
-    )  # the reference: nothing scores on it
+    # the reference: nothing scores on it
+    assert not any(math_answer.verify(unmatched, r) for r in responses)
     assert math_answer.verify(solution, "\\boxed{5}")
     assert not math_answer.gold_can_score(unmatched) and math_answer.gold_can_score(solution)
     problems = [

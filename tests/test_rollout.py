@@ -1,10 +1,20 @@
-"""The sampler: per-prompt randomness, masks, EOS handling, filtering, and the sampled distribution."""
+"""The sampler: per-prompt randomness, masks, EOS handling, filtering, and the sampled
+distribution.
+"""
+
 import pytest
 import torch
 
 import rollout
 from model import KVCache
-from rollout import combine_seeds, concat_rollouts, generate, sample_token, sequences_batch, uniforms
+from rollout import (
+    combine_seeds,
+    concat_rollouts,
+    generate,
+    sample_token,
+    sequences_batch,
+    uniforms,
+)
 from tokenizer import CharTokenizer
 from test_model import tiny_gpt
 
@@ -29,29 +39,63 @@ def test_a_prompts_samples_do_not_depend_on_the_rest_of_the_batch(drop_finished)
     model = tiny_gpt()
     prompts = [TOKENIZER.encode_prompt(p) for p in ["first", "the second prompt", "x"]]
     seeds = [combine_seeds(7, 0, i) for i in range(3)]
-    batch = generate(model, prompts, n=4, max_new_tokens=10, seeds=seeds, temperature=1.0, top_p=0.9,
-                     drop_finished=drop_finished, **OPTIONS)
-    alone = generate(model, prompts[1:2], n=4, max_new_tokens=10, seeds=seeds[1:2], temperature=1.0, top_p=0.9,
-                     drop_finished=drop_finished, **OPTIONS)
-    assert torch.equal(batch.tokens[4:8, :alone.tokens.shape[1]], alone.tokens)
-    other_seed = generate(model, prompts[1:2], n=4, max_new_tokens=10, seeds=[123], temperature=1.0, **OPTIONS)
-    assert not torch.equal(other_seed.tokens, alone.tokens[:, :other_seed.tokens.shape[1]])
-    assert len({tuple(row) for row in alone.tokens.tolist()}) > 1  # the n responses differ from each other
+    batch = generate(
+        model,
+        prompts,
+        n=4,
+        max_new_tokens=10,
+        seeds=seeds,
+        temperature=1.0,
+        top_p=0.9,
+        drop_finished=drop_finished,
+        **OPTIONS,
+    )
+    alone = generate(
+        model,
+        prompts[1:2],
+        n=4,
+        max_new_tokens=10,
+        seeds=seeds[1:2],
+        temperature=1.0,
+        top_p=0.9,
+        drop_finished=drop_finished,
+        **OPTIONS,
+    )
+    assert torch.equal(batch.tokens[4:8, : alone.tokens.shape[1]], alone.tokens)
+    other_seed = generate(
+        model, prompts[1:2], n=4, max_new_tokens=10, seeds=[123], temperature=1.0, **OPTIONS
+    )
+    assert not torch.equal(other_seed.tokens, alone.tokens[:, : other_seed.tokens.shape[1]])
+    # the n responses differ from each other
+    assert len({tuple(row) for row in alone.tokens.tolist()}) > 1
 
 
 @DROP
 def test_sampling_in_prompt_chunks_equals_sampling_the_batch_at_once(drop_finished):
-    """train.py's rl.rollout_prompts: chunks of prompts, then concat_rollouts, give the same rollout."""
+    """train.py's rl.rollout_prompts: chunks of prompts, then concat_rollouts, give the same
+    rollout.
+    """
     model = tiny_gpt()
     prompts = [TOKENIZER.encode_prompt(p) for p in ["first", "the second prompt", "x", "four"]]
-    seeds = [combine_seeds(15, 1, i) for i in range(4)]  # seed 15: the first chunk ends early (EOS), so is padded
-    options = dict(n=2, max_new_tokens=12, temperature=8.0, return_entropy=True, drop_finished=drop_finished,
-                   **OPTIONS)
+    # seed 15: the first chunk ends early (EOS), so is padded
+    seeds = [combine_seeds(15, 1, i) for i in range(4)]
+    options = dict(
+        n=2,
+        max_new_tokens=12,
+        temperature=8.0,
+        return_entropy=True,
+        drop_finished=drop_finished,
+        **OPTIONS,
+    )
     whole = generate(model, prompts, seeds=seeds, **options)
-    parts = [generate(model, prompts[i:j], seeds=seeds[i:j], **options) for i, j in ((0, 1), (1, 4))]
+    parts = [
+        generate(model, prompts[i:j], seeds=seeds[i:j], **options) for i, j in ((0, 1), (1, 4))
+    ]
     assert parts[0].tokens.shape[1] < parts[1].tokens.shape[1]
     chunks = concat_rollouts(parts, TOKENIZER.pad_id)
-    assert torch.equal(chunks.tokens, whole.tokens) and torch.equal(chunks.truncated, whole.truncated)
+    assert torch.equal(chunks.tokens, whole.tokens) and torch.equal(
+        chunks.truncated, whole.truncated
+    )
     assert torch.equal(chunks.response_mask, whole.response_mask)
     torch.testing.assert_close(chunks.sampler_logprobs, whole.sampler_logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(chunks.entropy, whole.entropy, atol=1e-5, rtol=0)
@@ -61,8 +105,16 @@ def test_sampling_in_prompt_chunks_equals_sampling_the_batch_at_once(drop_finish
 def test_response_mask_includes_eos_and_marks_truncation(drop_finished):
     model = eos_likely_gpt()
     prompts = [TOKENIZER.encode_prompt("abc")]
-    sampled = generate(model, prompts, n=64, max_new_tokens=8, seeds=[3], temperature=1.0,
-                       drop_finished=drop_finished, **OPTIONS)
+    sampled = generate(
+        model,
+        prompts,
+        n=64,
+        max_new_tokens=8,
+        seeds=[3],
+        temperature=1.0,
+        drop_finished=drop_finished,
+        **OPTIONS,
+    )
     for row, mask, truncated in zip(sampled.tokens, sampled.response_mask, sampled.truncated):
         length = int(mask.sum())
         assert mask[:length].all() and not mask[length:].any()
@@ -74,40 +126,69 @@ def test_response_mask_includes_eos_and_marks_truncation(drop_finished):
 
 
 def test_dropping_finished_rows_changes_no_row(monkeypatch):
-    """drop_finished=True takes finished rows out of the decode batch; every row samples what it did before."""
+    """drop_finished=True takes finished rows out of the decode batch; every row samples what it
+    did before.
+    """
     kept = []
     keep_rows = KVCache.keep_rows
-    monkeypatch.setattr(KVCache, "keep_rows", lambda cache, rows: kept.append(len(rows)) or keep_rows(cache, rows))
+    monkeypatch.setattr(
+        KVCache, "keep_rows", lambda cache, rows: kept.append(len(rows)) or keep_rows(cache, rows)
+    )
     monkeypatch.setattr(rollout, "DROP_FRACTION", 0.01)  # drop as soon as any row has finished
     prompts = [TOKENIZER.encode_prompt(p) for p in ["abc", "a longer prompt", "x"]]
-    options = dict(n=16, max_new_tokens=12, seeds=[5, 6, 7], temperature=1.0, return_entropy=True, **OPTIONS)
+    options = dict(
+        n=16, max_new_tokens=12, seeds=[5, 6, 7], temperature=1.0, return_entropy=True, **OPTIONS
+    )
     model = eos_likely_gpt()
-    dropped, whole = generate(model, prompts, drop_finished=True, **options), generate(model, prompts, **{
-        **options, "drop_finished": False})
+    dropped, whole = (
+        generate(model, prompts, drop_finished=True, **options),
+        generate(model, prompts, **{**options, "drop_finished": False}),
+    )
     assert len(kept) >= 2 and kept[-1] < 48  # the batch did shrink, more than once
-    assert torch.equal(dropped.tokens, whole.tokens) and torch.equal(dropped.truncated, whole.truncated)
+    assert torch.equal(dropped.tokens, whole.tokens) and torch.equal(
+        dropped.truncated, whole.truncated
+    )
     assert torch.equal(dropped.response_mask, whole.response_mask)
     torch.testing.assert_close(dropped.sampler_logprobs, whole.sampler_logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(dropped.entropy, whole.entropy, atol=1e-5, rtol=0)
 
 
 @DROP
-@pytest.mark.parametrize("group_size", [1, 8])
-def test_sampler_logprobs_equal_the_training_paths(drop_finished, group_size):
-    """The PPO ratio's old log-probs come from the training forward; at temperature 1 with no filter they must
-    be the sampler's own (train/sampler_logp_gap is about 0)."""
+@pytest.mark.parametrize("group_size, length_buckets", [(1, 1), (8, 1), (1, 3), (8, 2)])
+def test_sampler_logprobs_equal_the_training_paths(drop_finished, group_size, length_buckets):
+    """The PPO ratio's old log-probs come from the training forward; with no top-k/top-p they must
+    be the
+    sampler's own (train/sampler_logp_gap is about 0)."""
     model = eos_likely_gpt()
+    model.length_buckets = length_buckets
     with torch.no_grad():
         model.norm.weight.fill_(0.3)  # EOS likely, the other tokens not uniform
     prompts = [TOKENIZER.encode_prompt(p) for p in ["abc", "a longer prompt"]]
-    sampled = generate(model, prompts, n=8, max_new_tokens=10, seeds=[1, 2], temperature=0.9,
-                       drop_finished=drop_finished, **OPTIONS)
-    assert sampled.response_mask.sum(1).min() < sampled.response_mask.shape[1]  # some rows ended early
+    sampled = generate(
+        model,
+        prompts,
+        n=8,
+        max_new_tokens=10,
+        seeds=[1, 2],
+        temperature=0.9,
+        drop_finished=drop_finished,
+        **OPTIONS,
+    )
+    # some rows ended early
+    assert sampled.response_mask.sum(1).min() < sampled.response_mask.shape[1]
     rows = [p for p in prompts for _ in range(8)]
-    input_ids, attention_mask = sequences_batch(rows, sampled.tokens, sampled.response_mask, TOKENIZER.pad_id)
+    input_ids, attention_mask = sequences_batch(
+        rows, sampled.tokens, sampled.response_mask, TOKENIZER.pad_id
+    )
     with torch.no_grad():
-        logp, _ = model(input_ids, attention_mask, sampled.response_mask, temperature=0.9,
-                        valid_vocab=TOKENIZER.vocab_size, group_size=group_size)
+        logp, _ = model(
+            input_ids,
+            attention_mask,
+            sampled.response_mask,
+            temperature=0.9,
+            valid_vocab=TOKENIZER.vocab_size,
+            group_size=group_size,
+        )
     torch.testing.assert_close(logp, sampled.sampler_logprobs, atol=1e-5, rtol=0)
 
 
@@ -125,7 +206,9 @@ def test_sampled_frequencies_match_the_distribution():
     probs = torch.tensor([0.5, 0.25, 0.15, 0.1, 0.0])
     logits = probs.log().expand(200_000, 5)
     u = uniforms(torch.arange(200_000), 5)
-    tokens, logp = sample_token(logits.clone(), u, temperature=1.0, top_k=0, top_p=1.0, valid_vocab=5)
+    tokens, logp = sample_token(
+        logits.clone(), u, temperature=1.0, top_k=0, top_p=1.0, valid_vocab=5
+    )
     frequencies = torch.bincount(tokens, minlength=5).float() / len(tokens)
     torch.testing.assert_close(frequencies, probs, atol=4e-3, rtol=0)  # ~4 standard errors
     torch.testing.assert_close(logp, probs.log()[tokens])
@@ -138,7 +221,8 @@ def test_top_p_and_top_k_keep_the_right_tokens():
     top_p, logp = sample_token(logits, u, temperature=1.0, top_k=0, top_p=0.7, valid_vocab=4)
     assert set(top_p.tolist()) == {1, 2}  # 0.5 + 0.25 reaches 0.7; renormalised to 2/3, 1/3
     assert abs((top_p == 1).float().mean().item() - 2 / 3) < 0.01
-    # the sampler's log-prob is the tempered one before the filters (what TIS compares with the trainer's), not 2/3
+    # the sampler's log-prob is the tempered one before the filters (what TIS compares with the
+    # trainer's), not 2/3
     torch.testing.assert_close(logp[top_p == 1], torch.full_like(logp[top_p == 1], 0.5).log())
     top_k, _ = sample_token(logits, u, temperature=1.0, top_k=3, top_p=1.0, valid_vocab=4)
     assert set(top_k.tolist()) == {1, 2, 3}

@@ -1,4 +1,5 @@
-"""study_report.py: the verdict rule on paired seeds, the power statement, and the training curves averaged over
+"""study_report.py: the verdict rule on paired seeds, the power statement, and the training curves
+averaged over
 seeds."""
 
 import json
@@ -56,14 +57,14 @@ def test_curves_average_seeds_at_shared_steps_and_keep_a_resumed_runs_last_value
 
 
 def test_arms_are_paired_by_seed_and_an_interval_holding_zero_states_the_design_power():
-    # seed noise shared by both arms (0.2 .. 0.6) swamps Welch's interval; the per-seed differences are all ~ +0.05
+    # seed noise shared by both arms (0.2 .. 0.6) swamps Welch's interval; the per-seed differences
+    # are all ~ +0.05
     a = [
         {"seed": s, "m": base + 0.05 + e}
         for s, base, e in ((2, 0.6, 0.01), (0, 0.2, -0.01), (1, 0.4, 0.0))
     ]
-    b = [
-        {"seed": s, "m": base} for s, base in ((0, 0.2), (1, 0.4), (2, 0.6), (3, 0.9))
-    ]  # seed 3: no pair
+    # seed 3: no pair
+    b = [{"seed": s, "m": base} for s, base in ((0, 0.2), (1, 0.4), (2, 0.6), (3, 0.9))]
     (part,) = study_report.claim_parts([("a", "b", "m")], {"a": a, "b": b})
     assert part["n_pairs"] == 3 and abs(part["diff"] - 0.05) < 1e-12
     assert part["low"] > 0 and part["welch_low"] < 0  # paired confirms what Welch cannot tell
@@ -134,9 +135,8 @@ def test_run_numbers_give_cover_at_tau_from_the_per_maze_counts(tmp_path):
     assert numbers["larger/cover@0.25"] == 0.0
     table = study_report.cover_table({"arm": [numbers, {**numbers, "seed": 1}]}, "in_dist")
     assert "| arm | 2 | 87.5 ± 0.0 | 62.5 ± 0.0 | 37.5 ± 0.0 | 25.0 ± 0.0 |" in table
-    one = study_report.cover_table(
-        {"arm": [numbers]}, "in_dist"
-    )  # one seed: a bootstrap interval over mazes
+    # one seed: a bootstrap interval over mazes
+    one = study_report.cover_table({"arm": [numbers]}, "in_dist")
     assert "| arm | 1 | 87.5 [" in one
 
 

@@ -44,16 +44,14 @@ def test_random_tie_breaking_gives_different_shortest_paths():
 
 
 def test_heldout_problems_never_appear_in_training():
-    task = tasks.SyntheticTask(
-        "maze", tasks.maze_maker(3, 5, 0.3), seed=0, n_heldout=300
-    )  # tiny mazes collide often
+    # tiny mazes collide often
+    task = tasks.SyntheticTask("maze", tasks.maze_maker(3, 5, 0.3), seed=0, n_heldout=300)
     heldout = {p.prompt for p in task.heldout}
     assert len(heldout) == 300  # de-duplicated
     train = [p.prompt for step in range(40) for p in task.train_batch("rl", step, 50)]
     assert not heldout & set(train)
-    assert task.train_batch("rl", 3, 50) == task.train_batch(
-        "rl", 3, 50
-    )  # a pure function of (seed, step)
+    # a pure function of (seed, step)
+    assert task.train_batch("rl", 3, 50) == task.train_batch("rl", 3, 50)
     assert task.train_batch("rl", 3, 50) != task.train_batch("sft", 3, 50)
 
 
@@ -127,6 +125,5 @@ def test_a_gold_answer_too_long_to_ever_score_is_refused_at_load_with_file_and_l
         '{"prompt": "1+1?", "answer": "2"}\n'
         + '{"prompt": "big?", "answer": "%s"}\n' % huge[:500_000]
     )
-    assert (
-        len(tasks.load_math_problems(str(data))) == 2
-    )  # at the bound: loaded (check_golds looks closer)
+    # at the bound: loaded (check_golds looks closer)
+    assert len(tasks.load_math_problems(str(data))) == 2

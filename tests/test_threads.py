@@ -1,4 +1,5 @@
 """threads.py: OpenMP's wait policy is set before torch loads, never over the user's own choice."""
+
 import subprocess
 import sys
 
@@ -22,10 +23,24 @@ def test_says_when_torch_is_loaded_already():
 
 
 def test_an_entry_point_that_imports_it_first_runs_torch_passive():
-    """In a fresh interpreter: `import threads` then torch; libgomp sees the setting (the child's environment)."""
-    code = "import threads, os, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads() > 0)"
-    environ = {key: value for key, value in __import__("os").environ.items()
-               if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, check=True,
-                         cwd=threads.__file__.rsplit("/", 1)[0]).stdout
+    """In a fresh interpreter: `import threads` then torch; libgomp sees the setting (the child's
+    environment).
+    """
+    code = (
+        "import threads, os, torch; "
+        "print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads() > 0)"
+    )
+    environ = {
+        key: value
+        for key, value in __import__("os").environ.items()
+        if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=True,
+        cwd=threads.__file__.rsplit("/", 1)[0],
+    ).stdout
     assert out.split() == ["PASSIVE", "True"]

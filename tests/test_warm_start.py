@@ -31,9 +31,8 @@ def tiny_setup(tmp_path, block_size=None):
             "4",
         ]
     )
-    cfg.model.block_size = (
-        block_size or cfg.model.block_size
-    )  # below the config check's bound, if asked
+    # below the config check's bound, if asked
+    cfg.model.block_size = block_size or cfg.model.block_size
     torch.manual_seed(0)
     policy, tokenizer = build.build_policy(cfg, torch.device("cpu"))
     return cfg, policy, tokenizer, build.build_task(cfg)
@@ -49,9 +48,8 @@ def test_a_signal_in_the_warm_starts_last_step_stops_the_run_with_the_step_cache
     def signalled_in_the_last_step(*args):
         calls.append(1)
         if len(calls) == cfg.sft.steps:
-            os.kill(
-                os.getpid(), signal.SIGTERM
-            )  # a scheduler's stop, arriving during the last step
+            # a scheduler's stop, arriving during the last step
+            os.kill(os.getpid(), signal.SIGTERM)
         return real_step(*args)
 
     monkeypatch.setattr(warm_start, "sft_step", signalled_in_the_last_step)
@@ -79,9 +77,8 @@ def test_a_warm_start_cache_that_cannot_be_written_trains_without_it_and_says_so
         is None
     )
     assert any("cannot cache it" in note and "Read-only file system" in note for note in notes)
-    assert any(
-        not torch.equal(a, b) for a, b in zip(before, policy.parameters())
-    )  # trained all the same
+    # trained all the same
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
 
 def test_demonstrations_longer_than_the_model_are_a_one_line_error_before_the_warm_start(tmp_path):

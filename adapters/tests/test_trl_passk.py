@@ -20,7 +20,9 @@ pytest.importorskip("trl", reason="trl is installed by requirements-adapters.txt
 
 import transformers  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from tokenizers import Tokenizer, decoders, models as bpe_models, pre_tokenizers, trainers  # noqa: E402
+
+# noqa: E402
+from tokenizers import Tokenizer, decoders, models as bpe_models, pre_tokenizers, trainers
 from trl import GRPOConfig  # noqa: E402
 
 from adapters.trl_passk import PasskGRPOTrainer  # noqa: E402
