@@ -58,6 +58,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     if n - c < k:
         return 1.0
+    if k == 1:  # c / n, correctly rounded (the product below rounds in its logs)
+        return c / n
     # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i); 1 - exp(x) as -expm1(x) keeps tiny ones
     return -math.expm1(sum(math.log1p(-k / i) for i in range(n - c + 1, n + 1)))
 
@@ -94,7 +96,7 @@ def powers_of_two(n: int) -> list[int]:
 
 
 @torch.no_grad()
-def sample_and_score(
+def count_correct(
     policy,
     tokenizer,
     problems,
@@ -164,7 +166,7 @@ def evaluate(
 ) -> dict:
     """Metrics on held-out problems: pass@k for each k in ks (<= n), cover@tau (COVER_TAUS) from
     the same n samples, greedy accuracy, entropy, length."""
-    correct, entropy, length = sample_and_score(
+    correct, entropy, length = count_correct(
         policy,
         tokenizer,
         problems,
@@ -180,7 +182,7 @@ def evaluate(
     metrics[f"{prefix}entropy"] = entropy
     metrics[f"{prefix}resp_len"] = length
     if greedy:
-        greedy_correct, _, _ = sample_and_score(
+        greedy_correct, _, _ = count_correct(
             policy,
             tokenizer,
             problems,
@@ -501,7 +503,7 @@ def score_checkpoint(checkpoint: str, args) -> dict:
     options = dict(
         max_new_tokens=cfg.task.max_new_tokens, reward_options=config.reward_options(cfg)
     )
-    correct, entropy, length = sample_and_score(
+    correct, entropy, length = count_correct(
         policy,
         tokenizer,
         problems,
@@ -512,7 +514,7 @@ def score_checkpoint(checkpoint: str, args) -> dict:
         seed=args.seed,
         **options,
     )
-    greedy, _, _ = sample_and_score(
+    greedy, _, _ = count_correct(
         policy, tokenizer, problems, task.name, n=1, temperature=0.0, **options
     )
     return {
@@ -602,7 +604,7 @@ def evaluate_math_cli(args):
         args.prompt_field or task_cfg.prompt_field,
         args.answer_field or task_cfg.answer_field,
     )[: args.problems or None]
-    correct, entropy, length = sample_and_score(
+    correct, entropy, length = count_correct(
         policy,
         tokenizer,
         problems,

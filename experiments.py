@@ -244,7 +244,7 @@ def evaluate_run(run_dir: str, *, n_problems: int, n_samples: int, heldout_seed:
                 f"{name} mazes need {longest} positions but model.block_size is "
                 f"{policy.config.block_size}"
             )
-        correct, entropy, length = evaluation.sample_and_score(
+        correct, entropy, length = evaluation.count_correct(
             policy,
             tokenizer,
             chosen["problems"],

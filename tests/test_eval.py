@@ -149,7 +149,7 @@ def test_evaluate_returns_cover_beside_pass_at_k_from_the_same_samples(monkeypat
     counts = [0, 1, 1, 2, 3, 4]
     monkeypatch.setattr(
         evaluation,
-        "sample_and_score",
+        "count_correct",
         lambda *a, n, **kw: (counts if n == 4 else [1] * 6, 0.5, 3.0),
     )
     metrics = evaluation.evaluate(None, None, [None] * 6, "maze", n=4, max_new_tokens=8, ks=[1, 4])
@@ -164,3 +164,10 @@ def test_evaluate_returns_cover_beside_pass_at_k_from_the_same_samples(monkeypat
     table = evaluation.summary_table({}, metrics, [1, 4])
     assert "| | pass@1 | pass@4 | greedy | cover@0.25 | cover@0.5 | cover@0.75 | cover@1 |" in table
     assert table.splitlines()[-1].endswith("| 100.0 | 83.3 | 50.0 | 33.3 | 16.7 |")
+
+
+def test_pass_at_1_is_the_success_rate_to_the_last_bit():
+    import eval as evaluation
+
+    assert all(evaluation.pass_at_k(16, c, 1) == c / 16 for c in range(17))
+    assert all(evaluation.pass_at_k(10**7, c, 1) == c / 10**7 for c in (1, 3, 12345))
