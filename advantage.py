@@ -264,8 +264,7 @@ def passk_analytic(rewards, *, k, eps=1e-6):
 
     With N_neg wrong of N:  R_group = 1 - C(N_neg, k)/C(N, k),  sigma = sqrt(R_group (1 - R_group)),
     A_pos = (1 - R_group) / (sigma + eps),  A_neg = (1 - R_group - C(N_neg-1, k-1)/C(N-1, k-1)) /
-    (sigma + eps).
-    All-correct, all-wrong and N_neg < k rows give exactly 0.
+    (sigma + eps). All-correct, all-wrong and N_neg < k rows give exactly 0.
     """
     r = _check(rewards, k, "passk_analytic", binary=True, eps=eps)
     return _output(_passk_analytic(r, k, eps), rewards)
@@ -382,8 +381,7 @@ def best_of_n(rewards, *, k, normalize_std=False, eps=1e-6):
     of
     its N responses is right. normalize_std divides by the group's Bessel-corrected std plus eps, as
     verl does by default (norm_adv_by_std_in_grpo); off by default here, which is the paper's
-    estimator
-    and equals pkpo(k=N) with its leave-one-out baseline. k is ignored (the group is all N
+    estimator and equals pkpo(k=N) with its leave-one-out baseline. k is ignored (the group is all N
     responses).
     """
     r = _check(rewards, k, "best_of_n", binary=False, eps=eps)

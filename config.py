@@ -7,8 +7,7 @@ A config file is YAML with one mapping per section (`run`, `model`, `task`, `sft
 on the command line (`--section.key value`, the value read as YAML); `--help` lists every field with
 its docstring. A bad config (an unknown section or key, a value of the wrong type or out of range,
 an inconsistent combination) is a `ConfigError` whose one-line message names the key and the
-problem,
-raised before anything is built.
+problem, raised before anything is built.
 
 train.py, eval.py and experiments.py all read their config here; nothing here imports them, nor
 anything that builds a task or a model: build.py turns a config into those, and checks what needs

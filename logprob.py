@@ -20,8 +20,7 @@ O(chunk x vocab). When every token fits in one chunk (a small vocabulary), the f
 chunk's logits for the backward instead, which is no more memory than the chunk buffer itself. Ids
 at or beyond `valid_vocab` (a padded embedding table) are left out of the
 softmax, as the sampler leaves them out: the head is sliced to its first `valid_vocab` rows, which
-is
-the same as setting their logits to -inf, and those rows get a zero gradient.
+is the same as setting their logits to -inf, and those rows get a zero gradient.
 
 Precision: logits, softmax, entropy and gradient accumulation are float32 (float64 for float64
 inputs, so gradcheck works). bfloat16/float16 inputs: on CUDA the matmuls run in the input dtype
@@ -66,12 +65,10 @@ def fused_logprobs(
     chunked.
 
     hidden [M, d], weight [V, d] (the LM head, possibly tied to the embedding), targets [M] integer
-    ids.
-    chunk_size: tokens per chunk (None: fit CHUNK_BYTES of logits). Returns logp [M] float32
+    ids. chunk_size: tokens per chunk (None: fit CHUNK_BYTES of logits). Returns logp [M] float32
     (float64
     for float64 inputs), and (logp, entropy) when return_entropy. Differentiable in hidden and
-    weight;
-    under torch.no_grad (or when neither needs grad) nothing is saved for backward.
+    weight; under torch.no_grad (or when neither needs grad) nothing is saved for backward.
     """
     valid_vocab = _check_inputs(hidden, weight, targets, temperature, valid_vocab)
     if chunk_size is None:

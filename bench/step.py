@@ -5,7 +5,7 @@
     python bench/step.py --shared                 # two step benches side by side vs one alone
     python bench/step.py --tiny --cache-dir /tmp/x    # seconds: configs/tiny.yaml (the test)
 
-The step is train.rl_step as it is, on one fixed policy: the config's warm start (trained once,
+The step is ppo.rl_step as it is, on one fixed policy: the config's warm start (trained once,
 cached under --cache-dir, default $TMPDIR/passk_bench_step) or `--init random` (then most prompts
 carry no signal and the update is nearly empty: not the demo's step). The same step (same prompts,
 same seeds) runs once to warm up, then `--repeats` times, each from the same weights and optimizer
@@ -22,7 +22,8 @@ process: the step's FLOP rate over the machine's is the distance from the limit.
 --compare REV extracts REV with `git archive` into a temporary directory and runs this same file
 as a child process against each tree in turn (this checkout, REV, this checkout, ...), alternating
 A/B --rounds times; each child times the step after its own warm-up. Ratios of medians are printed.
-Only train.rl_step and the builders (bench_pieces) are needed at REV, so older revisions work.
+Only rl_step (ppo.py; train.py at older revisions) and the
+builders (bench_pieces) are needed at REV, so older revisions work.
 """
 
 import argparse

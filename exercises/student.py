@@ -130,8 +130,7 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
     logp, ref_logp: [R, L] log-probs of the sampled tokens under the policy and the reference.
     Returns [R, L]. Every value is >= 0, 0 where the two agree, and its mean over tokens sampled
-    from
-    the policy is the true KL(policy || reference) (unbiased).
+    from the policy is the true KL(policy || reference) (unbiased).
     """
     raise NotImplementedError("exercise 6: write kl_k3")
 
@@ -168,10 +167,8 @@ def logprob_backward(
     chunks).
 
     Forward: z = hidden @ weight.T / T   [M, V] logits;   logp[m] = log_softmax(z[m])[targets[m]]
-    [M].
-    Given grad_logp [M] = dLoss/dlogp, return (grad_hidden [M, d], grad_weight [V, d]), the
-    gradients
-    of Loss = sum_m grad_logp[m] * logp[m]. Two steps:
+    [M]. Given grad_logp [M] = dLoss/dlogp, return (grad_hidden [M, d], grad_weight [V, d]), the
+    gradients of Loss = sum_m grad_logp[m] * logp[m]. Two steps:
       1. dLoss/dz [M, V]: the derivative of log_softmax(z)[y] with respect to z is onehot(y) -
       softmax(z);
          scale each row by its grad_logp.

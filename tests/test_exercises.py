@@ -5,8 +5,7 @@ and reject every mutant of their exercise (exercises/mutants.py: plausible wrong
 One pytest run of exercises/ in audit mode (PASSK_EXERCISES=audit) grades each exercise's graders
 against
 passk, the stub and every mutant of that exercise; its JUnit report says which test failed for
-which. A
-second run checks the switch a teacher types, `pytest exercises --reference`.
+which. A second run checks the switch a teacher types, `pytest exercises --reference`.
 """
 
 import collections

@@ -1,10 +1,8 @@
 """LoRA policies (model.lora_rank > 0, peft) on the tiny random Qwen2 (tied head) and Llama (untied)
-of
-test_hf_policy, offline and on the CPU.
+of test_hf_policy, offline and on the CPU.
 
 Checked: an RL step changes the adapters only (the base weights bit for bit the same, in float32 and
-in a
-bf16 base); the fused log-prob path gives the log-probs and adapter gradients of a full-logits
+in a bf16 base); the fused log-prob path gives the log-probs and adapter gradients of a full-logits
 reference
 on the wrapped model and never computes a gradient of the frozen head; the adapter checkpoint
 reloads

@@ -220,10 +220,8 @@ def test_rl_raises_the_reward(tmp_path):
     out).
 
     Fixed seed, so the run is deterministic; measured at this revision: held-out pass@1 0.23 ->
-    0.33,
-    training reward (mean of the first / last 10 steps) 0.2 -> 0.4. With the advantage's sign
-    flipped
-    both fall, so the test fails when the update does not follow the reward.
+    0.33, training reward (mean of the first / last 10 steps) 0.2 -> 0.4. With the advantage's sign
+    flipped both fall, so the test fails when the update does not follow the reward.
     """
     cfg = tiny_config(
         tmp_path,
