@@ -154,7 +154,7 @@ def test_the_committed_full_run_shows_what_docs_course_md_says():
     warm = re.search(
         r"held-out, 64 mazes x 16 samples: pass@1 (\S+), pass@4 \S+, pass@16 (\S+)", output
     )
-    assert 0.175 <= float(warm.group(1)) <= 0.205 and 0.695 <= float(warm.group(2)) <= 0.725, (
+    assert 0.175 <= float(warm.group(1)) <= 0.205 and 0.685 <= float(warm.group(2)) <= 0.725, (
         warm.group(0)
     )
     all_wrong = len(re.findall(r" 0/16 right$", output, re.M))
