@@ -406,7 +406,7 @@ def update_metrics(
 ) -> dict:
     """What the update did: the loss, its clipping, KLs, gradients, zero-advantage prompts."""
     mean = lambda name: sum(stats[name]) / len(stats[name]) if stats.get(name) else math.nan
-    zero_advantage = (advantages == 0).all(1)  # [B]
+    zero_advantage = (advantages == 0).all(1)  # [B] (rl_step's, over the whole batch)
     updated = ~batch.zero_advantage[:: cfg.rl.responses_per_prompt].cpu()
     if not batch.skip_zero_advantage:
         updated = torch.ones_like(updated)

@@ -235,7 +235,7 @@ def check_world(cfg: Config):
 def weight_norm(policy) -> float:
     """The L2 norm of the trainable weights, over all ranks (FSDP2 shards hold a part each)."""
     params = [p for p in policy.parameters() if p.requires_grad]
-    squares = sum(p.detach().float().pow(2).sum().item() for p in params)
+    squares = torch.stack([p.detach().float().pow(2).sum() for p in params]).sum().item()  # 1 sync
     if distributed.is_sharded(policy):
         squares = distributed.sum_floats([squares])[0]
     return math.sqrt(squares)
