@@ -127,6 +127,7 @@ def build_policy(cfg: Config, device, checkpoint=None):
                                tie_embeddings=m.tie_embeddings)  # fmt: skip
         policy = GPT(gpt_config).to(device)
     policy.length_buckets = cfg.rl.length_buckets  # the training forward's buckets (model.py)
+    policy.shared_prompt_cache = cfg.rl.shared_prompt_cache  # the sampler's cache (model.py)
     return policy, tokenizer
 
 

@@ -204,6 +204,10 @@ class RLConfig:
     length_buckets: int = 1
     """tiny GPT: the training log-prob forward runs in this many buckets of prompts, each cut to its
     longest response (faster; log-probs move by ~1e-6); 1 = one padded batch, the old numbers"""
+    shared_prompt_cache: bool = False
+    """tiny GPT sampler: each prompt's keys and values are kept once for its N responses, not
+    copied to each (faster decoding; log-probs move by ~1e-6, so a token can differ); false = the
+    old numbers"""
     rollout_prompts: int = 0
     """prompts per sampling call (their N responses each): bounds the KV cache; 0 = all of a rank's
     prompts"""
@@ -231,6 +235,10 @@ class RLConfig:
     less compute)"""
     logprob: str = "fused"
     """fused (chunked, never holds [tokens, vocab]) or naive (full log_softmax)"""
+    old_logprobs: str = "recompute"
+    """the PPO ratio's denominator: recompute (a no-grad forward of the training path over the
+    rows the update runs) or sampler (the sampler's own log-probs: the same policy, so the same
+    numbers up to float rounding, ~1e-6 in float32; saves the forward; not with rl.tis_cap)"""
     tis_cap: float = 0.0
     """truncated importance sampling: weigh each token's loss by min(pi_old / pi_sampler, cap) (0 =
     off; e.g. 2)"""
@@ -535,6 +543,7 @@ CHOICES = {
     "rl.lr_schedule": ("constant", "cosine"),
     "rl.loss_agg": ("token_mean", "seq_mean", "constant"),
     "rl.logprob": ("fused", "naive"),
+    "rl.old_logprobs": ("recompute", "sampler"),
     "rl.entropy_mean": ("token", "response"),
     "run.distributed": distributed.MODES,
     "run.tracker": ("none", "tensorboard", "wandb"),
@@ -590,6 +599,9 @@ def validate(cfg: Config):
     if rl.dual_clip and not rl.dual_clip > 1 + rl.eps_high:
         raise ConfigError(f"rl.dual_clip={rl.dual_clip} must be 0 (off) or above 1 + rl.eps_high = "
                           f"{1 + rl.eps_high}")  # fmt: skip
+    if rl.tis_cap and rl.old_logprobs == "sampler":
+        raise ConfigError("rl.tis_cap weighs by the trainer's old log-probs over the sampler's: "
+                          "it needs rl.old_logprobs recompute")  # fmt: skip
     if cfg.task.name == "math":
         validate_math(cfg)
     if cfg.run.distributed == "fsdp" and not cfg.model.hf:

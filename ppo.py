@@ -3,8 +3,8 @@ objective, `policy_loss`.
 
   1. prompts: B problems of the step (tasks.py), a seed each from (run seed, step, index)
   2. N responses per prompt from the KV-cached sampler (rollout.py, model.py), scored (reward.py)
-  3. old log-probs and entropy with the training path, never the sampler's (model.py, logprob.py)
-  4. advantages [B, N] from the active phase's estimator (advantage.py)
+  3. advantages [B, N] from the active phase's estimator (advantage.py)
+  4. old log-probs with the training path (model.py, logprob.py), or the sampler's own
   5. rl.epochs x rl.minibatches updates: `ppo_update` micro-batches and sums over ranks;
      `policy_loss` is the objective (PPO-clip with clip-higher; dual-clip, TIS, the k3 KL term)
   6. metrics
@@ -50,16 +50,15 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         sampled, refill = refill_with_signal(step, cfg, policy, task, tokenizer, device, sampled)
     clock["rollout_s"] = time.time() - clock["start"]
 
-    # 3. old log-probs and entropy [b*N, L] with the training path, never the sampler's
+    # 3. advantages [B, N] of the whole batch, on every rank, from the rewards (entropy_adaptive
+    #    also ranks prompts by entropy: the training path's, which comes with every old log-prob)
     batch = step_batch(cfg, sampled, tokenizer)
-    batch.old_logp, entropy = no_grad_logprobs(policy, batch, cfg, return_entropy=True)
-    if reference is not None:  # the k3 KL term's frozen reference
-        batch.ref_logp, _ = no_grad_logprobs(reference, batch, cfg)
-
-    # 4. advantages [B, N] of the whole batch, on every rank
+    entropy = sampled.rollout.entropy  # [b*N, L] the sampler's
+    if phase["advantage"] == "entropy_adaptive":
+        batch.old_logp, entropy = no_grad_logprobs(policy, batch, cfg, return_entropy=True)
     all_rewards = distributed.all_gather_rows(sampled.rewards)  # [B, N]
-    entropies = mean_entropy(entropy, batch.response_mask, N, rl.entropy_mean)  # [b]
     if refill is None or refill.advantages is None:
+        entropies = mean_entropy(entropy, batch.response_mask, N, rl.entropy_mean)  # [b]
         entropies = distributed.all_gather_rows(entropies)  # [B]
         advantages = compute_advantages(cfg, step, all_rewards, entropies, device)
     else:  # dynamic sampling computed them as it kept the prompts
@@ -68,6 +67,15 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
     mine = slice(first, first + len(sampled.prompts))  # this rank's (dynamic sampling: fewer)
     batch.advantages = advantages[mine].reshape(-1, 1).float()  # [b*N, 1]
     batch.zero_advantage = zero_advantage[mine].to(device).repeat_interleave(N)
+
+    # 4. old log-probs [b*N, L]: the training path's, of the rows the update runs (each row gets
+    #    the numbers a forward over all would give), or with rl.old_logprobs sampler the sampler's
+    if batch.old_logp is None and rl.old_logprobs == "sampler":  # equal up to float rounding
+        batch.old_logp = batch.sampler_logp
+    elif batch.old_logp is None:  # (entropy_adaptive's forward computed them)
+        batch.old_logp = no_grad_logprobs(policy, batch, cfg, rows=update_rows(batch))[0]
+    if reference is not None:  # the k3 KL term's frozen reference
+        batch.ref_logp, _ = no_grad_logprobs(reference, batch, cfg)
 
     # 5. PPO updates: epochs x mini-batches, each a random share of every prompt's responses
     policy.train()
@@ -114,6 +122,7 @@ def sample_and_score(cfg: Config, policy, task, tokenizer, problems, seeds, devi
         top_p=rl.top_p,
         top_k=rl.top_k,
         drop_finished=rl.drop_finished,
+        return_entropy=True,  # the step's entropy metric (entropy_adaptive: the training path's)
     )
     with distributed.full_weights(policy) as sampler:
         parts = [
@@ -171,14 +180,27 @@ def step_batch(cfg: Config, sampled: Sampled, tokenizer) -> StepBatch:
 
 
 @torch.no_grad()
-def no_grad_logprobs(policy, batch: StepBatch, cfg: Config, return_entropy=False):
-    """logprobs of every row [R, L] (the old policy's or the reference's), in micro-batches of
-    whole prompts; and the per-token entropy if asked."""
-    N = cfg.rl.responses_per_prompt
-    slices = micro_slices(batch.input_ids.shape[0], N, cfg.rl.micro_batch)
-    parts = [logprobs(policy, batch, rows, cfg, N, return_entropy) for rows in slices]
-    logp = torch.cat([p[0] for p in parts])
-    return logp, (torch.cat([p[1] for p in parts]) if return_entropy else None)
+def no_grad_logprobs(policy, batch: StepBatch, cfg: Config, return_entropy=False, rows=None):
+    """logprobs [R, L] of `rows` (default: all R; the others stay 0), the old policy's or the
+    reference's, in micro-batches of whole prompts; and the per-token entropy if asked."""
+    N, R = cfg.rl.responses_per_prompt, batch.response_mask.shape[0]
+    rows = torch.arange(R, device=batch.input_ids.device) if rows is None else rows  # [r]
+    slices = micro_slices(len(rows), N, cfg.rl.micro_batch)
+    parts = [logprobs(policy, batch, rows[s], cfg, N, return_entropy) for s in slices]
+    logp = torch.zeros_like(batch.response_mask)  # [R, L]
+    entropy = torch.zeros_like(logp) if return_entropy else None
+    if parts:
+        logp[rows] = torch.cat([p[0] for p in parts])
+        if return_entropy:
+            entropy[rows] = torch.cat([p[1] for p in parts])
+    return logp, entropy
+
+
+def update_rows(batch: StepBatch):
+    """[r] the rows the update runs: all, or with the zero-advantage skip, the rows of prompts
+    with a nonzero advantage."""
+    every = torch.arange(batch.response_mask.shape[0], device=batch.response_mask.device)
+    return every[~batch.zero_advantage] if batch.skip_zero_advantage else every
 
 
 def logprobs(policy, batch: StepBatch, rows, cfg: Config, rows_per_prompt, return_entropy=False):
@@ -261,7 +283,7 @@ def ppo_update(cfg: Config, policy, batch: StepBatch, rows) -> dict:
     Returns the loss, the grad norm and token stats over the rows with an advantage."""
     rl, world = cfg.rl, distributed.world_size()
     counted = batch.loss_mask * (~batch.zero_advantage)[:, None]  # [b*N, L] stats' tokens
-    run_rows = rows[~batch.zero_advantage[rows]] if batch.skip_zero_advantage else rows
+    run_rows = rows[~batch.zero_advantage[rows]] if batch.skip_zero_advantage else rows  # [r]
     denominator = loss_denominator(cfg, batch.loss_mask[rows], len(rows) * world)
     rows_per_prompt = rl.responses_per_prompt // rl.minibatches
     micros = micro_slices(len(run_rows), rows_per_prompt, rl.micro_batch)
@@ -380,12 +402,12 @@ def sample_metrics(sampled: Sampled, batch: StepBatch, all_rewards, entropy, ref
     """What the step sampled: rewards, exploration, entropy, lengths; summed over ranks."""
     rollout, mask = sampled.rollout, batch.response_mask
     timeouts = reward.verifier_stats().get("timeouts", 0) - clock["timeouts"]
-    gap = (rollout.sampler_logprobs - batch.old_logp).abs() * mask
+    scored = update_rows(batch)  # [r] the rows with old log-probs
+    gap = (rollout.sampler_logprobs - batch.old_logp)[scored].abs() * mask[scored]
     sums = [mask.sum(), (entropy * mask).sum(), rollout.truncated.float().sum(), gap.sum()]
-    sums = distributed.all_reduce_sum(
-        torch.stack([*sums, torch.tensor(float(timeouts), device=mask.device)])
-    )
-    tokens, entropy_sum, truncated, logp_gap, timeouts = sums
+    sums += [mask[scored].sum(), torch.tensor(float(timeouts), device=mask.device)]
+    sums = distributed.all_reduce_sum(torch.stack(sums))
+    tokens, entropy_sum, truncated, logp_gap, scored_tokens, timeouts = sums
     n_responses = all_rewards.numel()
     return {
         "train/reward": all_rewards.mean().item(),
@@ -396,7 +418,8 @@ def sample_metrics(sampled: Sampled, batch: StepBatch, all_rewards, entropy, ref
         "train/entropy": (entropy_sum / tokens).item(),
         "train/resp_len": (tokens / n_responses).item(),
         "train/truncated_frac": (truncated / n_responses).item(),
-        "train/sampler_logp_gap": logp_gap.item() / tokens.item(),
+        # over the rows the update runs: the others' old log-probs are never computed
+        "train/sampler_logp_gap": logp_gap.item() / max(scored_tokens.item(), 1.0),
         "train/verifier_timeouts": int(timeouts.item()),
     }
 

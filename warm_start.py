@@ -67,6 +67,17 @@ def warm_start(cfg: Config, policy, tokenizer, task, device, log=print):
     if start >= cfg.sft.steps:
         return checkpoint
     policy.train()
+    # sft.buckets chunks the rows; rl.length_buckets is for RL's groups (and not in the cache key)
+    policy.length_buckets, rl_buckets = 1, getattr(policy, "length_buckets", 1)
+    try:
+        return train_demonstrations(cfg, policy, optimizer, tokenizer, task, device, start, log)
+    finally:
+        policy.length_buckets = rl_buckets
+
+
+def train_demonstrations(cfg: Config, policy, optimizer, tokenizer, task, device, start, log):
+    """The warm start's steps from `start` to sft.steps; -> the cached checkpoint (or None)."""
+    cache_dir = warm_start_dir(cfg)
     loss_avg, t0 = None, time.time()
     with GracefulStop(log) as stop, stop.deferred():
         for step in range(start, cfg.sft.steps):

@@ -484,6 +484,8 @@ def shared(args):
 
 def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
+    if os.path.abspath(args.root) != ROOT:  # an older tree must not fall back on this one's modules
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != ROOT]
     sys.path.insert(0, args.root)
     if args.child:
         _, _, seconds, stage_runs = time_step(args)

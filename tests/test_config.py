@@ -126,6 +126,7 @@ def test_help_lists_every_field_with_its_docstring():
         ("rl.eps_low", "-0.5", "rl.eps_low=-0.5 is out of range: it must be in [0, 1)"),
         ("task.loop_frac", "1.5", "task.loop_frac=1.5 is out of range"),
         ("rl.tis_cap", "0.5", "rl.tis_cap=0.5 is out of range"),
+        ("rl.old_logprobs", "cached", "rl.old_logprobs 'cached' must be one of recompute, sampler"),
     ],
 )
 def test_every_value_is_checked_when_the_config_is_loaded(key, value, words, tmp_path):
@@ -212,3 +213,9 @@ def test_help_names_every_estimator():
 
     listed = config.field_docs()["rl.advantage"]
     assert all(name in listed for name in advantage.ESTIMATORS), listed
+
+
+def test_tis_with_the_samplers_own_old_log_probs_is_refused(tmp_path):
+    """rl.tis_cap weighs by old / sampler: with rl.old_logprobs sampler that is always 1."""
+    with pytest.raises(config.ConfigError, match="rl.tis_cap .* needs rl.old_logprobs recompute"):
+        tiny_config(tmp_path, "--rl.tis_cap", "2", "--rl.old_logprobs", "sampler")

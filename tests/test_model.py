@@ -143,3 +143,80 @@ def test_length_buckets_give_the_padded_forwards_log_probs_and_gradients(group_s
     for grad, grad_b in zip(grads, grads_b):
         torch.testing.assert_close(grad_b, grad, atol=1e-5, rtol=1e-4)
     assert (logp_b[response_mask == 0] == 0).all() and (logp_b[response_mask == 1] != 0).all()
+
+
+def test_rope_as_three_operations_equals_the_two_halves_rotation_bit_for_bit():
+    """apply_rope's x cos + (x2, x1) sin is (x1 cos - x2 sin, x1 sin + x2 cos) exactly."""
+    from model import apply_rope, rope_tables
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 8, requires_grad=True)
+    cos, sin = rope_tables(8, 16, 10000.0)  # [16, 8]
+    positions = torch.tensor([[0, 1, 2, 3, 4], [7, 8, 9, 10, 15]])
+    c, s = cos[positions][:, None], sin[positions][:, None]  # [2, 1, 5, 8]
+    half_c, half_s = c[..., 4:], s[..., 4:]  # the angle's cosine and sine
+    x1, x2 = x.chunk(2, dim=-1)
+    reference = torch.cat([x1 * half_c - x2 * half_s, x1 * half_s + x2 * half_c], dim=-1)
+    got = apply_rope(x, c, s)
+    assert torch.equal(got, reference)
+    grad = torch.randn_like(got)
+    assert torch.equal(*(torch.autograd.grad(y, x, grad)[0] for y in (got, reference)))
+
+
+def test_shared_prompt_attention_equals_sdpa_over_the_copied_prompt():
+    """One decode step's attention with each prompt stored once equals scaled_dot_product_attention
+    over [prompt slots, own slots] copied to every row, padding masked, some rows dropped."""
+    from model import shared_prompt_attention
+
+    torch.manual_seed(1)
+    B, n, H, P, t, hd = 3, 4, 2, 5, 3, 8
+    prompt_keys, prompt_values = torch.randn(B, H, P, hd), torch.randn(B, H, P, hd)
+    prompt_valid = torch.ones(B, P, dtype=torch.bool)
+    prompt_valid[0, :2] = False  # left padding
+    prompt_valid[2, :4] = False
+    rows = torch.tensor([0, 2, 3, 5, 8, 9, 11])  # live rows among B * n
+    r = len(rows)
+    q, keys, values = torch.randn(r, H, 1, hd), torch.randn(r, H, t, hd), torch.randn(r, H, t, hd)
+    got = shared_prompt_attention(
+        q, prompt_keys, prompt_values, prompt_valid, keys, values, rows, n
+    )
+    prompt = rows // n  # [r]
+    all_keys = torch.cat([prompt_keys[prompt], keys], dim=2)  # [r, H, P + t, hd]
+    all_values = torch.cat([prompt_values[prompt], values], dim=2)
+    mask = torch.cat([prompt_valid[prompt], torch.ones(r, t, dtype=torch.bool)], dim=1)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, all_keys, all_values, attn_mask=mask[:, None, None, :]
+    )
+    assert got.shape == (r, H, 1, hd)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_repeat", [1, 3])
+def test_shared_prompt_cache_decode_equals_full_recompute(n_repeat):
+    """With the prompt stored once (SharedPromptCache), prefill and decode still give the logits
+    of a full forward without a cache, for every row of every prompt."""
+    model = tiny_gpt()
+    model.shared_prompt_cache = True
+    prompts = [TOKENIZER.encode_prompt(p) for p in PROMPTS]
+    prompt_ids, prompt_mask = left_pad(prompts, TOKENIZER.pad_id, "cpu")
+    prompt_ids = prompt_ids.repeat_interleave(n_repeat, 0)
+    prompt_mask = prompt_mask.repeat_interleave(n_repeat, 0)
+    continuation = torch.randint(3, 99, (len(prompt_ids), 6))
+    full = model.logits(
+        torch.cat([prompt_ids, continuation], 1),
+        torch.cat([prompt_mask, torch.ones_like(continuation)], 1),
+    )
+    P = prompt_ids.shape[1]
+    logits, cache = model.prefill(
+        prompt_ids[::n_repeat], prompt_mask[::n_repeat], n_repeat=n_repeat, max_new_tokens=6
+    )
+    torch.testing.assert_close(logits, full[:, P - 1], atol=1e-5, rtol=1e-5)
+    live = torch.arange(len(prompt_ids))
+    for t in range(5):
+        if t == 2:  # drop a row of each prompt, as the sampler drops finished ones
+            keep = torch.tensor([i for i in range(len(live)) if i % n_repeat or n_repeat == 1])
+            keep = keep[1:] if n_repeat == 1 else keep
+            cache.keep_rows(keep)
+            live = live[keep]
+        logits = model.decode(continuation[live, t], cache)
+        torch.testing.assert_close(logits, full[live, P + t], atol=1e-5, rtol=1e-5)

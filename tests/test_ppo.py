@@ -97,3 +97,32 @@ def test_the_loss_gradient_is_the_policy_gradient_inside_the_clip_range():
     # d(-r A / 2) / d logp = -r A / 2 per token; approx_kl is k3 of the ratio
     assert logp.grad[0].tolist() == pytest.approx([-1.5, -1.65])
     assert stats["approx_kl"][0].tolist() == pytest.approx([0.0, 1.1 - 1 - math.log(1.1)])
+
+
+def test_old_log_probs_of_some_rows_are_those_of_a_forward_over_all():
+    """Stage 4 computes old log-probs only for the rows the update runs: each equals, bit for bit,
+    what a forward over every row gives it (rows of whole prompts, whatever else is in the
+    batch); the other rows stay 0."""
+    from test_model import tiny_gpt
+
+    from rollout import generate, sequences_batch
+    from tokenizer import CharTokenizer
+
+    tokenizer, N = CharTokenizer(), 4
+    model = tiny_gpt()
+    prompts = [tokenizer.encode_prompt(p) for p in ["ab", "a longer one", "x", "mid size"]]
+    sampled = generate(model, prompts, n=N, max_new_tokens=8, seeds=[1, 2, 3, 4],
+                       eos_ids=tokenizer.eos_ids, pad_id=tokenizer.pad_id,
+                       valid_vocab=tokenizer.vocab_size)  # fmt: skip
+    rows = [p for p in prompts for _ in range(N)]
+    ids, mask = sequences_batch(rows, sampled.tokens, sampled.response_mask, tokenizer.pad_id)
+    batch = ppo.StepBatch(ids, mask, sampled.response_mask, sampled.response_mask,
+                          sampled.sampler_logprobs, tokenizer.vocab_size, True)  # fmt: skip
+    cfg = SimpleNamespace(rl=SimpleNamespace(responses_per_prompt=N, micro_batch=0,
+                                             temperature=1.0, logprob="fused"))  # fmt: skip
+    every, _ = ppo.no_grad_logprobs(model, batch, cfg)
+    batch.zero_advantage = torch.tensor([True, False, True, False]).repeat_interleave(N)
+    some, _ = ppo.no_grad_logprobs(model, batch, cfg, rows=ppo.update_rows(batch))
+    kept = ~batch.zero_advantage
+    assert torch.equal(some[kept], every[kept]) and every[kept].abs().sum() > 0
+    assert (some[~kept] == 0).all()

@@ -125,6 +125,26 @@ def test_response_mask_includes_eos_and_marks_truncation(drop_finished):
             assert length < 8 or ends_with_eos
 
 
+def test_the_shared_prompt_cache_samples_the_same_rows(monkeypatch):
+    """rl.shared_prompt_cache stores each prompt's keys once; with rows dropped as they finish,
+    every row samples the same tokens as with the prompt copied to each, its log-probs and
+    entropies equal up to float rounding."""
+    monkeypatch.setattr(rollout, "DROP_FRACTION", 0.01)
+    prompts = [TOKENIZER.encode_prompt(p) for p in ["abc", "a longer prompt", "x"]]
+    options = dict(
+        n=16, max_new_tokens=12, seeds=[5, 6, 7], temperature=1.0, return_entropy=True, **OPTIONS
+    )
+    model = eos_likely_gpt()
+    copied = generate(model, prompts, **options)
+    model.shared_prompt_cache = True
+    shared = generate(model, prompts, **options)
+    assert shared.response_mask.sum(1).min() < shared.response_mask.shape[1]  # rows did finish
+    assert torch.equal(shared.tokens, copied.tokens)
+    assert torch.equal(shared.response_mask, copied.response_mask)
+    torch.testing.assert_close(shared.sampler_logprobs, copied.sampler_logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.entropy, copied.entropy, atol=1e-5, rtol=0)
+
+
 def test_dropping_finished_rows_changes_no_row(monkeypatch):
     """drop_finished=True takes finished rows out of the decode batch; every row samples what it
     did before.
@@ -154,13 +174,17 @@ def test_dropping_finished_rows_changes_no_row(monkeypatch):
 
 
 @DROP
+@pytest.mark.parametrize("shared_prompt_cache", [False, True])
 @pytest.mark.parametrize("group_size, length_buckets", [(1, 1), (8, 1), (1, 3), (8, 2)])
-def test_sampler_logprobs_equal_the_training_paths(drop_finished, group_size, length_buckets):
-    """The PPO ratio's old log-probs come from the training forward; with no top-k/top-p they must
-    be the
-    sampler's own (train/sampler_logp_gap is about 0)."""
+def test_sampler_logprobs_equal_the_training_paths(
+    drop_finished, shared_prompt_cache, group_size, length_buckets
+):
+    """The PPO ratio's old log-probs come from the training forward (or, rl.old_logprobs sampler,
+    from the sampler); with no top-k/top-p the two must agree (train/sampler_logp_gap is about 0),
+    whichever cache the sampler keeps and however the forward buckets its rows."""
     model = eos_likely_gpt()
     model.length_buckets = length_buckets
+    model.shared_prompt_cache = shared_prompt_cache
     with torch.no_grad():
         model.norm.weight.fill_(0.3)  # EOS likely, the other tokens not uniform
     prompts = [TOKENIZER.encode_prompt(p) for p in ["abc", "a longer prompt"]]

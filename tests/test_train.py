@@ -66,18 +66,26 @@ def interrupt_rl_step(monkeypatch, at_step):
     return real_step
 
 
-def test_resume_after_ctrl_c_continues_with_the_same_steps_and_metrics(tmp_path, monkeypatch):
-    straight = tiny_config(tmp_path, "--run.name", "straight")
+# issue 24's speed options, on: the resumed run reproduces the straight one with them too
+FAST = ("--rl.length_buckets", "2", "--rl.shared_prompt_cache", "true")
+FAST += ("--rl.old_logprobs", "sampler")
+
+
+@pytest.mark.parametrize("options", [(), FAST], ids=["defaults", "fast"])
+def test_resume_after_ctrl_c_continues_with_the_same_steps_and_metrics(
+    tmp_path, monkeypatch, options
+):
+    straight = tiny_config(tmp_path, "--run.name", "straight", *options)
     train.train(straight, log=lambda *a: None)
 
-    interrupted = tiny_config(tmp_path, "--run.name", "interrupted")
+    interrupted = tiny_config(tmp_path, "--run.name", "interrupted", *options)
     real_step = interrupt_rl_step(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train.train(interrupted, log=lambda *a: None)
     run_dir = tmp_path / "interrupted"
     assert os.path.basename(checkpoint.latest_checkpoint(run_dir)) == "ckpt_2"  # Ctrl-C saved
     monkeypatch.setattr(train, "rl_step", real_step)
-    resumed = tiny_config(tmp_path, "--run.name", "interrupted", "--resume")
+    resumed = tiny_config(tmp_path, "--run.name", "interrupted", "--resume", *options)
     train.train(resumed, log=lambda *a: None)
 
     expected, got = train_lines(tmp_path / "straight"), train_lines(run_dir)

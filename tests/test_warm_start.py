@@ -129,3 +129,19 @@ def test_a_task_without_demonstrations_is_refused_not_encoded(tmp_path):
         warm_start.warm_start(
             cfg, policy, tokenizer, NoDemonstrations(), torch.device("cpu"), log=lambda *a: None
         )
+
+
+def test_the_warm_start_ignores_rl_length_buckets(tmp_path):
+    """rl.length_buckets is RL's (and not in the cache's key): a warm start trained with it set
+    has the weights of one trained without, bit for bit, and the policy gets it back after."""
+    weights = []
+    for buckets in (1, 4):
+        cfg, policy, tokenizer, task = tiny_setup(tmp_path / str(buckets))
+        policy.length_buckets = buckets
+        warm_start.warm_start(
+            cfg, policy, tokenizer, task, torch.device("cpu"), log=lambda *a: None
+        )
+        assert policy.length_buckets == buckets
+        weights.append(policy.state_dict())
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
