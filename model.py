@@ -180,13 +180,14 @@ def shared_prompt_attention(q, prompt_keys, prompt_values, prompt_valid, keys, v
 
     q [r, H, 1, hd]; prompt_keys, prompt_values [B, H, P, hd]; prompt_valid [B, P] bool;
     keys, values [r, H, t, hd] the rows' own slots; rows [r] their indices among B*n.
-    Rows already dropped get zero queries in the per-prompt product; their results are never read.
+    Rows already dropped keep whatever the buffers held (empty, not zeros: a row of a matmul
+    depends only on its own row, and theirs are never read).
     -> [r, H, 1, hd]. Equal to scaled_dot_product_attention over the concatenated keys up to float
     rounding (tests/test_model.py).
     """
     B, H, P, hd = prompt_keys.shape
     scale = hd**-0.5
-    grouped = q.new_zeros(B * n, H, hd)
+    grouped = q.new_empty(B * n, H, hd)
     grouped[rows] = q[:, :, 0]
     grouped = grouped.view(B, n, H, hd).transpose(1, 2)  # [B, H, n, hd]
     prompt_scores = grouped @ prompt_keys.transpose(-1, -2) * scale  # [B, H, n, P]
@@ -194,7 +195,7 @@ def shared_prompt_attention(q, prompt_keys, prompt_values, prompt_valid, keys, v
     prompt_scores = prompt_scores.transpose(1, 2).reshape(B * n, H, P)[rows]  # [r, H, P]
     own_scores = (q @ keys.transpose(-1, -2))[:, :, 0] * scale  # [r, H, t]
     probs = torch.cat([prompt_scores, own_scores], dim=-1).softmax(-1)  # [r, H, P + t]
-    prompt_probs = q.new_zeros(B * n, H, P)
+    prompt_probs = q.new_empty(B * n, H, P)
     prompt_probs[rows] = probs[:, :, :P]
     prompt_out = prompt_probs.view(B, n, H, P).transpose(1, 2) @ prompt_values  # [B, H, n, hd]
     prompt_out = prompt_out.transpose(1, 2).reshape(B * n, H, hd)[rows]  # [r, H, hd]
