@@ -13,6 +13,9 @@ import eval as evaluation
 import stats
 from study_provenance import git_state, provenance, shown
 
+# the same study's 24 runs before issue 24 changed the demo's numbers (results/study_before_issue24)
+PREVIOUS = "docs/results/before-issue24.md"
+
 TABLE_KS = (1, 2, 4, 8, 16, 32)
 LEVEL = 0.95  # every interval in the report
 TRAIN_METRICS = (
@@ -462,7 +465,9 @@ def verdicts(claims, findings, by_arm: dict, planned: set, seeds: int, earlier: 
             "",
             f"An earlier, smaller study (40 steps x 32 mazes a step, constant lr, "
             f"3 unpaired seeds) is kept for the record in [{earlier}]({earlier}); no verdict above "
-            f"comes from it.",
+            f"comes from it. The same study before issue 24 changed the demo's settings and "
+            f"numerics (400 warm-start steps, lr 5e-5; 6 arms x 4 seeds) is in "
+            f"[{PREVIOUS}]({PREVIOUS}).",
             "",
         ]
     return lines
