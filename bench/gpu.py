@@ -15,9 +15,9 @@ Each section runs this repository's own benchmarks as child process groups, unde
 limit and the run's overall budget (`--budget`, 470 s), so one hang costs its section only; the
 report is rewritten after every section, so a run cut short keeps what it measured.
   sampler  bench/sampler.py: decode tokens/s of passk's eager (dynamic), static and compiled
-           samplers against transformers' generate, bf16, Qwen2.5-0.5B's layers, width and
-           vocabulary with random weights (8 heads of 112: sampler.py derives the KV heads from
-           --heads, and 14 / (14 // 4) does not divide);
+           samplers against transformers' generate, bf16, Qwen2.5-0.5B's shape exactly (24
+           layers, width 896, 14 heads and 2 KV heads, MLP 4864, vocabulary 151,936) with random
+           weights;
   memory   bench/memory.py --device cuda at the 0.5B and 1.5B shapes, full fine-tuning and LoRA
            (the 1.5B LoRA RL step included), the four processes side by side (--jobs 4);
   maze     a few RL steps of configs/maze.yaml on the GPU and then on the CPU from the same warm
@@ -100,7 +100,8 @@ def sections(out_dir, tiny) -> list:
         memory += "--new-tokens 8 --no-resident"
         logprob = "--device cpu --cases small-grad --methods naive,fused --repeats 1"
     else:  # Qwen2.5-0.5B's layers, width and vocabulary; 8 heads (see the docstring)
-        sampler = "--device cuda --dtype bfloat16 --layers 24 --hidden 896 --heads 8 "
+        sampler = "--device cuda --dtype bfloat16 --layers 24 --hidden 896 --heads 14 "
+        sampler += "--kv-heads 2 --intermediate 4864 "
         sampler += "--vocab 151936 --prompts 32 --n 8 --new 64 --repeats 2"
         memory = "--device cuda --shapes 0.5b,1.5b --modes full,lora --jobs 4"
         logprob = "--device cuda --dtype bfloat16 --tokens 16384 --cases qwen-grad,qwen-nograd "

@@ -38,10 +38,10 @@ def build_model(args, device):
     config = transformers.Qwen2Config(
         vocab_size=args.vocab,
         hidden_size=args.hidden,
-        intermediate_size=3 * args.hidden,
+        intermediate_size=args.intermediate or 3 * args.hidden,
         num_hidden_layers=args.layers,
         num_attention_heads=args.heads,
-        num_key_value_heads=max(1, args.heads // 4),
+        num_key_value_heads=args.kv_heads or max(1, args.heads // 4),
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         bos_token_id=None,
@@ -97,6 +97,12 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument(
+        "--kv-heads", type=int, default=0, help="key/value heads (0: heads // 4; Qwen2.5-0.5B: 2)"
+    )
+    parser.add_argument(
+        "--intermediate", type=int, default=0, help="MLP width (0: 3 x hidden; Qwen2.5-0.5B: 4864)"
+    )
     parser.add_argument("--vocab", type=int, default=16384)
     parser.add_argument("--prompts", type=int, default=8, help="B distinct prompts")
     parser.add_argument("--n", type=int, default=4, help="responses per prompt")
@@ -179,7 +185,9 @@ def main():
     print(
         f"device {args.device}, {torch.get_num_threads()} threads, compute {args.dtype}; "
         "Qwen2-shaped: "
-        f"{args.layers} layers, hidden {args.hidden}, {args.heads} heads, vocabulary {args.vocab}; "
+        f"{args.layers} layers, hidden {args.hidden}, {args.heads} heads "
+        f"({args.kv_heads or max(1, args.heads // 4)} for keys and values), "
+        f"vocabulary {args.vocab}; "
         f"{args.prompts} prompts (16-64 tokens) x {args.n} responses x {args.new} new tokens = "
         f"{rows} rows"
     )
