@@ -13,11 +13,12 @@ import json
 import eval as evaluation
 
 # ----------------------------------------------------------------------------- the study's knobs
-# Sizing, measured (each stored result records its CPU and wall seconds): on configs/maze.yaml (B =
-# 64 prompts, N = 16, 60 RL steps) one run takes 8.4-10.0 single-thread CPU minutes to train and
-# 0.4-0.6 to evaluate; the warm start (400 SFT steps) 2.2 min once, cached. The default sweep, 11
-# arms x 6 seeds = 66 runs, is about 640 CPU minutes: about 5.5 h at 2 jobs on an idle 2-core
-# machine; other work on the machine stretches it 2-3x.
+# Sizing, measured (each stored result records its CPU and wall seconds): on configs/maze.yaml at
+# issue 24's settings (B = 64 prompts, N = 16, 60 RL steps) one run takes 2.7-5.1 single-thread CPU
+# minutes to train (median 3.5; entropy_adaptive the most: it runs the old log-prob forward over
+# every row) and 0.2 to evaluate; the warm start (300 SFT steps) about 3 min once, cached. The
+# default sweep, 11 arms x 6 seeds = 66 runs, is about 245 CPU minutes: about 2 h at 2 jobs on an
+# idle 2-core machine (before issue 24: 9.6 CPU minutes a run, 5.5 h).
 
 # N: responses per prompt in every arm (k = 4 needs >= 4 wrong of 16 for any signal)
 N_RESPONSES = 16
