@@ -238,7 +238,8 @@ class RLConfig:
     old_logprobs: str = "recompute"
     """the PPO ratio's denominator: recompute (a no-grad forward of the training path over the
     rows the update runs) or sampler (the sampler's own log-probs: the same policy, so the same
-    numbers up to float rounding, ~1e-6 in float32; saves the forward; not with rl.tis_cap)"""
+    numbers up to float rounding, ~1e-6 in float32; saves the forward; not with rl.tis_cap).
+    entropy_adaptive runs the forward over every row for its entropies and takes them from it"""
     tis_cap: float = 0.0
     """truncated importance sampling: weigh each token's loss by min(pi_old / pi_sampler, cap) (0 =
     off; e.g. 2)"""
