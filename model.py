@@ -92,20 +92,29 @@ class KVCache:
         self.keys = torch.empty(
             n_layer, batch, n_head, capacity, head_dim, dtype=dtype, device=device
         )
-        self.values = torch.zeros_like(self.keys)
+        self.values = torch.empty_like(self.keys)
         self.key_valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
         self.next_position = torch.zeros(batch, dtype=torch.long, device=device)
         self.length = 0  # slots filled
         self.buffers, self.spare = (self.keys, self.values), None  # keys/values are their views
 
+    def next_slot_mask(self):
+        """Marks the next slot real in every row -> a decode step's attention mask [R, 1, 1, S]."""
+        self.key_valid[:, self.length] = True
+        return self.key_valid[:, None, None, : self.length + 1]
+
     def attend(self, layer, q, k, v, mask):
-        """Write this step's keys and values [R, H, T, hd] at the current slots; attention of q
-        [R, H, T, hd] over all filled slots -> [R, H, T, hd]."""
+        """Attention of q [R, H, T, hd] over all filled slots and this step's -> [R, H, T, hd]."""
+        keys, values = self.write(layer, k, v)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+
+    def write(self, layer, k, v):
+        """Write this step's keys and values [R, H, T, hd] at the current slots -> the layer's
+        keys and values through them [R, H, S, hd]."""
         end = self.length + k.shape[2]
         self.keys[layer, :, :, self.length : end] = k
         self.values[layer, :, :, self.length : end] = v
-        keys, values = self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
     def repeat_interleave(self, n: int) -> "KVCache":
         """Each row copied n times (prefill a prompt once, then decode its n responses)."""
@@ -157,21 +166,18 @@ class SharedPromptCache(KVCache):
         super().keep_rows(rows)
         self.rows = self.rows[rows]
 
+    def next_slot_mask(self):
+        """None: no mask needed (the prompts' padding is in prompt.key_valid, a row's own slots
+        are all real)."""
+        return None
+
     def attend(self, layer, q, k, v, mask=None):
-        """One decode step (T = 1): q, k, v [r, H, 1, hd] -> [r, H, 1, hd]; `mask` is not needed
-        (the prompts' padding is in prompt.key_valid, a row's own slots are all real)."""
-        self.keys[layer, :, :, self.length] = k[:, :, 0]
-        self.values[layer, :, :, self.length] = v[:, :, 0]
-        end = self.length + 1
+        """One decode step (T = 1): q, k, v [r, H, 1, hd] -> [r, H, 1, hd]."""
+        keys, values = self.write(layer, k, v)  # [r, H, t, hd] the rows' own slots
+        prompt_keys, prompt_values = self.prompt.keys[layer], self.prompt.values[layer]
+        prompt_valid = self.prompt.key_valid  # [B, P]
         return shared_prompt_attention(
-            q,
-            self.prompt.keys[layer],
-            self.prompt.values[layer],
-            self.prompt.key_valid,
-            self.keys[layer, :, :, :end],
-            self.values[layer, :, :, :end],
-            self.rows,
-            self.n,
+            q, prompt_keys, prompt_values, prompt_valid, keys, values, self.rows, self.n
         )
 
 
@@ -257,13 +263,23 @@ class SharedPrefix:
 
     def record(self, layer, k, v):
         if self.recording:
-            self.keys.append(k.repeat_interleave(self.n_repeat, dim=0))  # [B*n, H, P, hd]
-            self.values.append(v.repeat_interleave(self.n_repeat, dim=0))
+            self.keys.append(k)  # [B, H, P, hd]
+            self.values.append(v)
 
     def extend(self, layer, k, v):
+        """The response pass's keys and values [B*n, H, T, hd] -> [B*n, H, P + T, hd]."""
         if self.recording:
             return k, v
-        return torch.cat([self.keys[layer], k], dim=2), torch.cat([self.values[layer], v], dim=2)
+        return self.put_first(self.keys[layer], k), self.put_first(self.values[layer], v)
+
+    def put_first(self, prompt, own):
+        """Each prompt's [B, H, P, hd] in front of its n rows' own [B*n, H, T, hd]. The prompt
+        is broadcast straight into the result (one copy, where repeat_interleave then cat made
+        two); the numbers and gradients are the same bit for bit (tests/test_model.py)."""
+        B, H, P, hd = prompt.shape
+        rows = own.view(B, self.n_repeat, H, -1, hd)  # [B, n, H, T, hd]
+        joined = torch.cat([prompt[:, None].expand(B, self.n_repeat, H, P, hd), rows], dim=3)
+        return joined.view(B * self.n_repeat, H, -1, hd)  # [B*n, H, P + T, hd]
 
 
 # ----------------------------------------------------------------------------- the model
@@ -479,9 +495,7 @@ class GPT(nn.Module):
     @torch.no_grad()
     def decode(self, tokens, cache: KVCache):
         """tokens [R] -> next-token logits [R, V]; writes one slot of the cache."""
-        slot = cache.length
-        cache.key_valid[:, slot] = True
-        mask = cache.key_valid[:, None, None, : slot + 1]  # [R, 1, 1, S]
+        mask = cache.next_slot_mask()  # [R, 1, 1, S] or None
         hidden = self.hidden_states(tokens[:, None], cache.next_position[:, None], mask, cache)
         cache.length += 1
         cache.next_position += 1

@@ -220,3 +220,22 @@ def test_shared_prompt_cache_decode_equals_full_recompute(n_repeat):
             live = live[keep]
         logits = model.decode(continuation[live, t], cache)
         torch.testing.assert_close(logits, full[live, P + t], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_puts_each_prompt_first_as_repeat_and_cat_do_bit_for_bit():
+    """SharedPrefix.put_first (the prompt broadcast into the result) gives repeat_interleave then
+    cat's numbers and gradients exactly."""
+    from model import SharedPrefix
+
+    torch.manual_seed(0)
+    B, n, H, P, T, hd = 3, 4, 2, 5, 7, 8
+    prompt = torch.randn(B, H, P, hd, requires_grad=True)
+    own = torch.randn(B * n, T, H, hd).transpose(1, 2).requires_grad_()  # strided, as in Attention
+    grad = torch.randn(B * n, H, P + T, hd)
+    got = SharedPrefix(n).put_first(prompt, own)
+    reference = torch.cat([prompt.repeat_interleave(n, dim=0), own], dim=2)
+    assert torch.equal(got, reference)
+    got_grads, reference_grads = (
+        torch.autograd.grad(y, (prompt, own), grad) for y in (got, reference)
+    )
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, reference_grads))
