@@ -60,7 +60,7 @@ def rope_tables(head_dim: int, max_len: int, base: float):
 
 
 def apply_rope(x, cos, sin):
-    """x [B, H, T, hd]; cos/sin [B, 1, T, hd] (rope_tables): rotate the two halves (x1, x2) of each
+    """x [..., B, H, T, hd]; cos/sin [B, 1, T, hd] (rope_tables): rotate the two halves (x1, x2) of each
     head to (x1 cos - x2 sin, x1 sin + x2 cos). Written as x cos + (x2, x1) sin: three elementwise
     operations, not seven, with bit-identical results (a - b equals a + (-b) in floats)."""
     x1, x2 = x.chunk(2, dim=-1)
@@ -194,18 +194,20 @@ def shared_prompt_attention(q, prompt_keys, prompt_values, prompt_valid, keys, v
     """
     B, H, P, hd = prompt_keys.shape
     scale = hd**-0.5
-    grouped = q.new_empty(B * n, H, hd)
-    grouped[rows] = q[:, :, 0]
-    grouped = grouped.view(B, n, H, hd).transpose(1, 2)  # [B, H, n, hd]
+    prompt, slot = rows // n, rows % n  # [r] each row's prompt and place among its n
+    # the rows are written straight into the [B, H, n, .] layout the batched matmuls take, and read
+    # back by (prompt, slot): at configs/maze.yaml's step 0 this saved 5 copies a layer and decode
+    # step (transposes, reshapes, masked_fill's clone) against the same numbers bit for bit
+    grouped = q.new_empty(B, H, n, hd)
+    grouped[prompt, :, slot] = q[:, :, 0]
     prompt_scores = grouped @ prompt_keys.transpose(-1, -2) * scale  # [B, H, n, P]
-    prompt_scores = prompt_scores.masked_fill(~prompt_valid[:, None, None, :], float("-inf"))
-    prompt_scores = prompt_scores.transpose(1, 2).reshape(B * n, H, P)[rows]  # [r, H, P]
+    prompt_scores.masked_fill_(~prompt_valid[:, None, None, :], float("-inf"))
     own_scores = (q @ keys.transpose(-1, -2))[:, :, 0] * scale  # [r, H, t]
-    probs = torch.cat([prompt_scores, own_scores], dim=-1).softmax(-1)  # [r, H, P + t]
-    prompt_probs = q.new_empty(B * n, H, P)
-    prompt_probs[rows] = probs[:, :, :P]
-    prompt_out = prompt_probs.view(B, n, H, P).transpose(1, 2) @ prompt_values  # [B, H, n, hd]
-    prompt_out = prompt_out.transpose(1, 2).reshape(B * n, H, hd)[rows]  # [r, H, hd]
+    scores = torch.cat([prompt_scores[prompt, :, slot], own_scores], dim=-1)  # [r, H, P + t]
+    probs = scores.softmax(-1)
+    prompt_probs = q.new_empty(B, H, n, P)
+    prompt_probs[prompt, :, slot] = probs[:, :, :P]
+    prompt_out = (prompt_probs @ prompt_values)[prompt, :, slot]  # [r, H, hd]
     own_out = probs[:, :, None, P:] @ values  # [r, H, 1, hd]
     return prompt_out[:, :, None] + own_out
 
@@ -219,9 +221,9 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, mask, cache=None, layer=0, prefix=None):
         B, T, d = x.shape
-        # [B, H, T, hd] each
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        # [B, H, T, hd] each; q and k rotated in one call (half the operations, the same numbers)
+        (q, k), v = apply_rope(qkv[:2], cos, sin), qkv[2]
         if cache is not None:  # the sampler: earlier positions' keys and values are cached
             y = cache.attend(layer, q, k, v, mask)  # [B, H, T, hd]
         else:

@@ -239,3 +239,46 @@ def test_shared_prefix_puts_each_prompt_first_as_repeat_and_cat_do_bit_for_bit()
         torch.autograd.grad(y, (prompt, own), grad) for y in (got, reference)
     )
     assert all(torch.equal(a, b) for a, b in zip(got_grads, reference_grads))
+
+
+def shared_prompt_attention_by_transposes(
+    q, prompt_keys, prompt_values, prompt_valid, keys, values, rows, n
+):
+    """shared_prompt_attention as first written (rows scattered into [B*n, ...], transposed and
+    reshaped into the matmuls' layout and back): the reference for its numbers bit for bit."""
+    B, H, P, hd = prompt_keys.shape
+    scale = hd**-0.5
+    grouped = q.new_zeros(B * n, H, hd)
+    grouped[rows] = q[:, :, 0]
+    grouped = grouped.view(B, n, H, hd).transpose(1, 2)  # [B, H, n, hd]
+    prompt_scores = grouped @ prompt_keys.transpose(-1, -2) * scale  # [B, H, n, P]
+    prompt_scores = prompt_scores.masked_fill(~prompt_valid[:, None, None, :], float("-inf"))
+    prompt_scores = prompt_scores.transpose(1, 2).reshape(B * n, H, P)[rows]  # [r, H, P]
+    own_scores = (q @ keys.transpose(-1, -2))[:, :, 0] * scale  # [r, H, t]
+    probs = torch.cat([prompt_scores, own_scores], dim=-1).softmax(-1)  # [r, H, P + t]
+    prompt_probs = q.new_zeros(B * n, H, P)
+    prompt_probs[rows] = probs[:, :, :P]
+    prompt_out = prompt_probs.view(B, n, H, P).transpose(1, 2) @ prompt_values  # [B, H, n, hd]
+    prompt_out = prompt_out.transpose(1, 2).reshape(B * n, H, hd)[rows]  # [r, H, hd]
+    return prompt_out[:, :, None] + probs[:, :, None, P:] @ values
+
+
+@pytest.mark.parametrize(
+    "B, n, H, P, t, hd, live", [(3, 4, 2, 5, 3, 8, 0.6), (64, 16, 4, 57, 20, 32, 0.4)]
+)
+def test_shared_prompt_attention_keeps_its_first_layouts_numbers_bit_for_bit(
+    B, n, H, P, t, hd, live
+):
+    """Writing the rows straight into the matmuls' [B, H, n, .] layout (no transposes) changed no
+    bit of the result, at a tiny shape and at configs/maze.yaml's."""
+    from model import shared_prompt_attention
+
+    torch.manual_seed(2)
+    prompt_keys, prompt_values = torch.randn(B, H, P, hd), torch.randn(B, H, P, hd)
+    prompt_valid = torch.rand(B, P).argsort(1) >= P // 3  # [B, P] some slots padding
+    rows = (torch.rand(B * n) < live).nonzero()[:, 0]  # [r] the live rows
+    r = len(rows)
+    q, keys, values = torch.randn(r, H, 1, hd), torch.randn(r, H, t, hd), torch.randn(r, H, t, hd)
+    arguments = (q, prompt_keys, prompt_values, prompt_valid, keys, values, rows, n)
+    got = shared_prompt_attention(*arguments)
+    assert torch.equal(got, shared_prompt_attention_by_transposes(*arguments))
