@@ -60,9 +60,10 @@ def rope_tables(head_dim: int, max_len: int, base: float):
 
 
 def apply_rope(x, cos, sin):
-    """x [..., B, H, T, hd]; cos/sin [B, 1, T, hd] (rope_tables): rotate the two halves (x1, x2) of each
-    head to (x1 cos - x2 sin, x1 sin + x2 cos). Written as x cos + (x2, x1) sin: three elementwise
-    operations, not seven, with bit-identical results (a - b equals a + (-b) in floats)."""
+    """x [..., B, H, T, hd]; cos/sin [B, 1, T, hd] (rope_tables): rotate the two halves (x1, x2)
+    of each head to (x1 cos - x2 sin, x1 sin + x2 cos). Written as x cos + (x2, x1) sin: three
+    elementwise operations, not seven, with bit-identical results (a - b equals a + (-b) in
+    floats)."""
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat([x2, x1], dim=-1) * sin
 
