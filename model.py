@@ -152,7 +152,8 @@ class SharedPromptCache(KVCache):
     dropping finished rows copies only the responses' own slots. At configs/maze.yaml's step 0
     (16 responses a prompt) the rollout took 1.11 s instead of 1.46 s (2 threads).
     The KVCache part holds the responses' slots; `prompt` is the prefill's cache of the B distinct
-    prompts; `rows` [r] are the live rows' indices among the B*n (n per prompt, in order).
+    prompts; `place` says where each live row sits: its prompt [r] and its index among the prompt's
+    n [r] (kept here, updated as rows drop, rather than derived in every layer's attention).
     """
 
     def __init__(self, prompt: KVCache, n: int, max_new_tokens: int):
@@ -161,11 +162,12 @@ class SharedPromptCache(KVCache):
         super().__init__(n_layer, B * n, n_head, max_new_tokens, head_dim, dtype, device)
         self.next_position = prompt.next_position.repeat_interleave(n)  # [B*n]
         self.prompt, self.n = prompt, n
-        self.rows = torch.arange(B * n, device=device)
+        rows = torch.arange(B * n, device=device)
+        self.place = rows // n, rows % n  # ([B*n], [B*n])
 
     def keep_rows(self, rows):
         super().keep_rows(rows)
-        self.rows = self.rows[rows]
+        self.place = tuple(index[rows] for index in self.place)
 
     def next_slot_mask(self):
         """None: no mask needed (the prompts' padding is in prompt.key_valid, a row's own slots
@@ -178,16 +180,17 @@ class SharedPromptCache(KVCache):
         prompt_keys, prompt_values = self.prompt.keys[layer], self.prompt.values[layer]
         prompt_valid = self.prompt.key_valid  # [B, P]
         return shared_prompt_attention(
-            q, prompt_keys, prompt_values, prompt_valid, keys, values, self.rows, self.n
+            q, prompt_keys, prompt_values, prompt_valid, keys, values, self.place, self.n
         )
 
 
-def shared_prompt_attention(q, prompt_keys, prompt_values, prompt_valid, keys, values, rows, n):
+def shared_prompt_attention(q, prompt_keys, prompt_values, prompt_valid, keys, values, place, n):
     """Softmax attention of one query per live row over its prompt's slots and its own, as one
     softmax, with each prompt's keys read once for its n rows (a batched matmul per prompt).
 
     q [r, H, 1, hd]; prompt_keys, prompt_values [B, H, P, hd]; prompt_valid [B, P] bool;
-    keys, values [r, H, t, hd] the rows' own slots; rows [r] their indices among B*n.
+    keys, values [r, H, t, hd] the rows' own slots; place = (prompt [r], slot [r]): each row's
+    prompt and its index among that prompt's n.
     Rows already dropped keep whatever the buffers held (empty, not zeros: a row of a matmul
     depends only on its own row, and theirs are never read).
     -> [r, H, 1, hd]. Equal to scaled_dot_product_attention over the concatenated keys up to float
@@ -195,7 +198,7 @@ def shared_prompt_attention(q, prompt_keys, prompt_values, prompt_valid, keys, v
     """
     B, H, P, hd = prompt_keys.shape
     scale = hd**-0.5
-    prompt, slot = rows // n, rows % n  # [r] each row's prompt and place among its n
+    prompt, slot = place  # [r] each
     # the rows are written straight into the [B, H, n, .] layout the batched matmuls take, and read
     # back by (prompt, slot): at configs/maze.yaml's step 0 this saved 5 copies a layer and decode
     # step (transposes, reshapes, masked_fill's clone) against the same numbers bit for bit

@@ -177,8 +177,9 @@ def test_shared_prompt_attention_equals_sdpa_over_the_copied_prompt():
     rows = torch.tensor([0, 2, 3, 5, 8, 9, 11])  # live rows among B * n
     r = len(rows)
     q, keys, values = torch.randn(r, H, 1, hd), torch.randn(r, H, t, hd), torch.randn(r, H, t, hd)
+    place = rows // n, rows % n  # each row's prompt and its index among the prompt's n
     got = shared_prompt_attention(
-        q, prompt_keys, prompt_values, prompt_valid, keys, values, rows, n
+        q, prompt_keys, prompt_values, prompt_valid, keys, values, place, n
     )
     prompt = rows // n  # [r]
     all_keys = torch.cat([prompt_keys[prompt], keys], dim=2)  # [r, H, P + t, hd]
@@ -279,6 +280,6 @@ def test_shared_prompt_attention_keeps_its_first_layouts_numbers_bit_for_bit(
     rows = (torch.rand(B * n) < live).nonzero()[:, 0]  # [r] the live rows
     r = len(rows)
     q, keys, values = torch.randn(r, H, 1, hd), torch.randn(r, H, t, hd), torch.randn(r, H, t, hd)
-    arguments = (q, prompt_keys, prompt_values, prompt_valid, keys, values, rows, n)
-    got = shared_prompt_attention(*arguments)
-    assert torch.equal(got, shared_prompt_attention_by_transposes(*arguments))
+    arguments = (q, prompt_keys, prompt_values, prompt_valid, keys, values)
+    got = shared_prompt_attention(*arguments, (rows // n, rows % n), n)
+    assert torch.equal(got, shared_prompt_attention_by_transposes(*arguments, rows, n))
