@@ -99,7 +99,7 @@ def sections(out_dir, tiny) -> list:
         memory = "--device cpu --shapes tiny --modes lora --prompts 2 --n 4 --prompt-tokens 12 "
         memory += "--new-tokens 8 --no-resident"
         logprob = "--device cpu --cases small-grad --methods naive,fused --repeats 1"
-    else:  # Qwen2.5-0.5B's layers, width and vocabulary; 8 heads (see the docstring)
+    else:  # Qwen2.5-0.5B's shape (see the docstring)
         sampler = "--device cuda --dtype bfloat16 --layers 24 --hidden 896 --heads 14 "
         sampler += "--kv-heads 2 --intermediate 4864 "
         sampler += "--vocab 151936 --prompts 32 --n 8 --new 64 --repeats 2"
