@@ -197,7 +197,8 @@ class RLConfig:
     minibatches: int = 4
     """optimizer updates per epoch; each takes an equal random share of every prompt's responses"""
     micro_batch: int = 0
-    """rows per forward/backward (gradient accumulation); 0 = a whole mini-batch at once"""
+    """rows per forward/backward (gradient accumulation), whole prompts' groups: never fewer than
+    one prompt's rows (N in the no-grad passes, N/minibatches in the update); 0 = all at once"""
     drop_finished: bool = True
     """sampling: rows that reached EOS leave the decode batch (about 1.4x faster rollouts on a CPU;
     the tokens are the same, the sampler's own log-probs move by ~1e-6); false = the old path"""

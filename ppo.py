@@ -32,7 +32,8 @@ from rollout import Rollout, combine_seeds, concat_rollouts, generate, micro_sli
 
 
 def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, device) -> dict:
-    """One RL step on this rank's share of the batch (b of the B prompts); returns its metrics."""
+    """One RL step on this rank's share of the batch (b of the B prompts); returns its metrics, and
+    under "skipped_each_update" which of its updates a non-finite loss skipped (for rl_loop)."""
     rl, N = cfg.rl, cfg.rl.responses_per_prompt
     b, first = prompt_share(rl.prompts_per_step)  # this rank's prompts: [first, first + b)
     phase = active_phase(cfg, step)  # {advantage, k} of rl.schedule
@@ -87,6 +88,7 @@ def rl_step(step, cfg: Config, policy, reference, optimizer, task, tokenizer, de
         **update_metrics(cfg, phase, optimizer, batch, advantages, update_stats, refill),
         "time/rollout_s": clock["rollout_s"],
         "time/step_s": time.time() - clock["start"],
+        "skipped_each_update": update_stats["skipped"],  # [epochs * minibatches] bool, in order
     }
 
 
@@ -140,7 +142,8 @@ def sample_and_score(cfg: Config, policy, task, tokenizer, problems, seeds, devi
 @dataclass
 class StepBatch:
     """This rank's rows of one RL step, b prompts x N responses grouped by prompt: what the
-    update reads. Stage 3 fills the log-probs, stage 4 the advantages."""
+    update reads. Stage 3 fills the advantages, stage 4 the old (and reference) log-probs
+    (entropy_adaptive's stage 3 forward fills the old log-probs too)."""
 
     input_ids: torch.Tensor  # [b*N, P+L] the left-padded prompt, then the response
     attention_mask: torch.Tensor  # [b*N, P+L]
@@ -256,11 +259,12 @@ def estimator_options(name: str, rl, entropies, generator) -> dict:
 
 def ppo_epochs(cfg: Config, step, policy, optimizer, batch: StepBatch, n_prompts, first) -> dict:
     """rl.epochs passes of rl.minibatches updates. Each mini-batch takes an equal random share of
-    every prompt's N responses, in an order keyed by (seed, step). Returns each update's stats."""
+    every prompt's N responses, in an order keyed by (seed, step). Returns each update's stats,
+    in order ("skipped": a non-finite loss or gradient skipped that update)."""
     rl, N = cfg.rl, cfg.rl.responses_per_prompt
     b, size = batch.advantages.shape[0] // N, N // rl.minibatches
     order = torch.Generator().manual_seed(combine_seeds(cfg.run.seed, step, 0x5EED))
-    stats, skipped = {}, 0
+    stats = {}
     for epoch in range(rl.epochs):
         shares = torch.stack([torch.randperm(N, generator=order) for _ in range(n_prompts)])
         shares = shares[first : first + b]  # [b, N]: this rank's prompts
@@ -269,14 +273,13 @@ def ppo_epochs(cfg: Config, step, policy, optimizer, batch: StepBatch, n_prompts
             rows = (torch.arange(b)[:, None] * N + picked).flatten().to(batch.advantages.device)
             optimizer.zero_grad(set_to_none=True)
             update = ppo_update(cfg, policy, batch, rows)
-            if math.isfinite(update["loss"]) and math.isfinite(update["grad_norm"]):
+            finite = math.isfinite(update["loss"]) and math.isfinite(update["grad_norm"])
+            if finite:  # a non-finite loss or gradient skips the update; the run goes on
                 optimizer.step()
-            else:  # a non-finite loss or gradient skips the update; the run goes on
-                skipped += 1
-            for name, value in update.items():
+            for name, value in {**update, "skipped": not finite}.items():
                 stats.setdefault(name, []).append(value)
     optimizer.zero_grad(set_to_none=True)  # the next rollout need not hold the gradients
-    return {**stats, "skipped_updates": skipped}
+    return stats
 
 
 def ppo_update(cfg: Config, policy, batch: StepBatch, rows) -> dict:
@@ -445,7 +448,7 @@ def update_metrics(
         "train/approx_kl": mean("approx_kl"),
         "train/kl_ref": mean("kl"),
         "train/grad_norm": mean("grad_norm"),
-        "train/skipped_updates": stats["skipped_updates"],
+        "train/skipped_updates": sum(stats["skipped"]),
         "train/zero_advantage_frac": zero_advantage.float().mean().item(),
         "train/updated_rows_frac": updated.float().mean().item(),
         "train/adv_abs": advantages.abs().mean().item(),

@@ -96,7 +96,7 @@ def sequences_batch(prompts: list[list[int]], responses, response_mask, pad_id):
 
 def micro_slices(n_rows: int, group_size: int, micro_batch: int) -> list[slice]:
     """Row ranges of at most `micro_batch` rows (0 = all), cut between prompts' groups of
-    responses.
+    responses: a range holds at least one group, so a micro_batch below group_size gives one each.
     """
     step = max(group_size, (micro_batch or n_rows) // group_size * group_size)
     return [slice(i, i + step) for i in range(0, n_rows, step)]

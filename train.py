@@ -93,7 +93,7 @@ def write_row(run, step: int, metrics: dict):
 
 def rl_loop(cfg: Config, run, stop, log):
     """The RL steps from run.start_step: lr schedule, rl_step, evaluations, checkpoints, stops."""
-    skipped_in_a_row, updates_per_step = 0, cfg.rl.epochs * cfg.rl.minibatches
+    skipped_in_a_row = 0  # updates skipped in a row (a non-finite loss or gradient)
     progress = progress_bar(cfg, run.start_step)
     for step in range(run.start_step, cfg.rl.steps):
         cosine = cfg.rl.lr_schedule == "cosine"
@@ -102,6 +102,7 @@ def rl_loop(cfg: Config, run, stop, log):
             group["lr"] = lr
         metrics = rl_step(step, cfg, run.policy, run.reference, run.optimizer, run.task,
                           run.tokenizer, run.device)  # fmt: skip
+        skipped_each_update = metrics.pop("skipped_each_update")
         done = step + 1
         check_weights(run, done, metrics, log)
         if cfg.eval.every and done % cfg.eval.every == 0 and done < cfg.rl.steps:
@@ -110,12 +111,12 @@ def rl_loop(cfg: Config, run, stop, log):
         if progress is not None:
             progress.update(1)
             progress.set_postfix(reward=f"{metrics['train/reward']:.3f}")
-        skipped = metrics["train/skipped_updates"]
-        skipped_in_a_row = skipped_in_a_row + skipped if skipped == updates_per_step else skipped
-        if cfg.rl.max_skipped_updates and skipped_in_a_row >= cfg.rl.max_skipped_updates:
-            raise Diverged(f"{skipped_in_a_row} updates in a row had a non-finite loss or gradient "
-                           f"(step {done}): the last good checkpoint is "
-                           f"{latest_checkpoint(run.dir)} (lower rl.lr)")  # fmt: skip
+        for skipped in skipped_each_update:
+            skipped_in_a_row = skipped_in_a_row + 1 if skipped else 0
+            if cfg.rl.max_skipped_updates and skipped_in_a_row >= cfg.rl.max_skipped_updates:
+                raise Diverged(f"{skipped_in_a_row} updates in a row had a non-finite loss or "
+                               f"gradient (step {done}): the last good checkpoint is "
+                               f"{latest_checkpoint(run.dir)} (lower rl.lr)")  # fmt: skip
         if distributed.any_rank(stop.requested is not None):  # a signal: save, then stop
             save(cfg, run, done)
             log(f"stopped after step {done} with a checkpoint: --resume continues the run")

@@ -335,8 +335,8 @@ def test_eta_curves_peak_where_the_paper_says():
     accuracy, pass_at_4 = eta_curve(passk_analytic, n=32, k=4)
     assert accuracy[pass_at_4.argmax()] == 0.25
     assert (pass_at_4[29:] == 0).all()  # fewer than k wrong: easy prompts carry no signal
-    rewards = torch.tensor([[1.0, 1, 0, 0], [1, 0, 0, 0]])
-    torch.testing.assert_close(eta(grpo(rewards)), grpo(rewards).abs().sum(-1))
+    advantages = torch.tensor([[0.5, -0.5, 2.0], [0.0, 0.0, -1.0]])  # η: a prompt's sum of |A|
+    torch.testing.assert_close(eta(advantages), torch.tensor([3.0, 1.0]))
     _, exceeding = eta_curve(passk_exceeding, n=32, k=4)
     assert exceeding.argmax() == 1  # Eq. 17 moves the peak to the hardest prompts
 

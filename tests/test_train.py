@@ -721,6 +721,29 @@ def test_a_diverged_warm_start_is_not_cached_and_a_diverged_run_stops(tmp_path, 
     assert checkpoint.latest_checkpoint(tmp_path / "nan").endswith("ckpt_2")
 
 
+@pytest.mark.parametrize(
+    "pattern, longest",
+    [(["xxx.", "xxxx"], 4), ([".xxx", "xx.."], 5)],  # x: an update skipped (non-finite loss)
+)
+def test_a_run_stops_when_exactly_max_skipped_updates_in_a_row_are_skipped(
+    tmp_path, monkeypatch, pattern, longest
+):
+    """The run counts skipped updates in a row across steps, wherever in its step each one fell
+    (it used to count a step's skips as if they were its last updates)."""
+
+    def fake_step(step, *args, **kwargs):
+        return {"train/loss": 0.0, "train/reward": 0.0,
+                "skipped_each_update": [c == "x" for c in pattern[step]]}  # fmt: skip
+
+    monkeypatch.setattr(train, "rl_step", fake_step)
+    cfg = tiny_config(tmp_path, "--rl.steps", "2", "--rl.max_skipped_updates", "5")
+    if longest < 5:
+        train.train(cfg, log=lambda *a: None)
+    else:
+        with pytest.raises(checkpoint.Diverged, match="5 updates in a row.*step 2"):
+            train.train(cfg, log=lambda *a: None)
+
+
 # ----------------------------------------------------------------------------- issue 26 and 27: the
 # step's own checks
 
