@@ -1,10 +1,12 @@
-"""The house: no import circle among the top-level modules (imports inside functions count too), the
+"""The house: no import circle among the top-level modules (imports inside functions count too),
+docs/design.md's layout in import order, the
 trainer imported only by the study, the config a leaf that builds nothing, no top-level file over
 700 lines and no function over 60 (CLI `main`s aside), and the RL step on one screen with a pure
 loss."""
 
 import ast
 import os
+import re
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = sorted(name[:-3] for name in os.listdir(REPO) if name.endswith(".py"))
@@ -126,3 +128,16 @@ def test_the_rl_step_fits_a_screen_and_the_loss_is_pure():
     assert "distributed" not in loss_calls
     # the checker sees module calls at all
     assert {"distributed", "torch"} & loss_calls == {"torch"}
+
+
+def test_design_md_lists_every_file_below_the_files_it_imports():
+    """docs/design.md's layout table: every top-level module in it, each importing only modules
+    in rows above its own (the table is the reading order from the bottom up)."""
+    with open(os.path.join(REPO, "docs", "design.md")) as f:
+        rows = [
+            re.findall(r"`(\w+)\.py`", line.split("|")[1]) for line in f if line.startswith("| `")
+        ]
+    row_of = {module: i for i, modules in enumerate(rows) for module in modules}
+    assert sorted(row_of) == MODULES
+    late = [(m, d) for m in MODULES for d in sorted(imports_of(m)) if row_of[d] >= row_of[m]]
+    assert not late, f"imports of a file in the same row or below: {late}"
