@@ -1,8 +1,7 @@
 """The house: no import circle among the top-level modules (imports inside functions count too),
-docs/design.md's layout in import order, the
-trainer imported only by the study, the config a leaf that builds nothing, no top-level file over
-700 lines and no function over 60 (CLI `main`s aside), and the RL step on one screen with a pure
-loss."""
+docs/design.md's layout in import order, the trainer imported only by the study, the config a leaf
+that builds nothing, no top-level file over 700 lines and no function over 60 (CLI `main`s aside),
+and the RL step on one screen with a pure loss."""
 
 import ast
 import os
