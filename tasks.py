@@ -27,7 +27,9 @@ a run that resumes, or runs on several ranks, sees the same problems.
 its verifier in reward.VERIFIERS.
 """
 
+import decimal
 import json
+import math
 import os
 import random
 from collections import deque
@@ -138,10 +140,15 @@ def answer_tag(text: str) -> str:
 # ---------------------------------------------------------------------------- other synthetic tasks
 
 
+# draws before a countdown setting is refused: the defaults need a few a problem; a setting whose
+# draws give a target 1 time in 10^4 would be refused once in e^10 problems
+COUNTDOWN_DRAWS = 100_000
+
+
 def generate_countdown(rng: random.Random, n_numbers: int, max_number: int) -> tuple[dict, str]:
     """Numbers and a target reachable by combining every number once; returns (problem,
-    expression)."""
-    while True:
+    expression). Settings that almost never give a target in 1..1000 are refused, not looped on."""
+    for _ in range(COUNTDOWN_DRAWS):
         numbers = [rng.randint(1, max_number) for _ in range(n_numbers)]
         terms = [(Fraction(x), str(x)) for x in numbers]
         while len(terms) > 1:
@@ -159,6 +166,10 @@ def generate_countdown(rng: random.Random, n_numbers: int, max_number: int) -> t
             return {"numbers": numbers, "target": int(value)}, expression[
                 1:-1
             ] if n_numbers > 1 else expression
+    raise ValueError(
+        f"countdown: no target in 1..1000 in {COUNTDOWN_DRAWS} draws (task.n_numbers "
+        f"{n_numbers}, task.max_number {max_number}): lower task.max_number"
+    )
 
 
 def generate_arithmetic(rng: random.Random, n_terms: int, max_number: int) -> tuple[str, str]:
@@ -328,7 +339,7 @@ def load_math_problems(
     text."""
     if template not in MATH_TEMPLATES:
         raise ValueError(f"unknown math template {template!r}; known: {', '.join(MATH_TEMPLATES)}")
-    problems = []
+    problems, first_line = [], {}  # first_line: prompt -> (line, gold) where it first came
     for number, record in read_records(path):
         for field_name, option in (
             (prompt_field, "task.prompt_field"),
@@ -354,22 +365,32 @@ def load_math_problems(
                 f"{path}:{number}: '{answer_field}' must be non-empty text or a number, got "
                 f"{json.dumps(answer)[:40]}"
             )
-        gold = str(answer).split("####")[-1].strip()  # GSM8K's "reasoning #### 72"
+        if isinstance(answer, float) and not math.isfinite(answer):
+            raise ValueError(f"{path}:{number}: '{answer_field}' is {answer}, not a number a "
+                             "response could match")  # fmt: skip
+        gold = answer_text(answer).split("####")[-1].strip()  # GSM8K's "reasoning #### 72"
         if len(gold) > MAX_GOLD_CHARS:
             raise ValueError(
                 f"{path}:{number}: the gold answer is {len(gold):,} characters; the verifier never "
                 f"matches one over {MAX_GOLD_CHARS:,}, so no response could score on it"
             )
-        problems.append(
-            Problem(
-                MATH_TEMPLATES[template].format(problem=problem.strip()),
-                gold,
-                origin=f"{path}:{number}",
-            )
-        )
+        prompt = MATH_TEMPLATES[template].format(problem=problem.strip())
+        line, earlier_gold = first_line.setdefault(prompt, (number, gold))
+        if earlier_gold != gold:
+            raise ValueError(f"{path}:{number}: the problem of line {line} again, with another "
+                             f"answer ({gold[:40]!r}, not {earlier_gold[:40]!r})")  # fmt: skip
+        problems.append(Problem(prompt, gold, origin=f"{path}:{number}"))
     if not problems:
         raise ValueError(f"{path} holds no problems")
     return problems
+
+
+def answer_text(answer) -> str:
+    """A gold answer as text; a number written out in full (JSON's 1e20 is 100000000000000000000,
+    which the verifier matches, where Python's str gives 1e+20)."""
+    if isinstance(answer, float):
+        return format(decimal.Decimal(repr(answer)), "f")
+    return str(answer)
 
 
 class MathTask:
@@ -398,6 +419,10 @@ class MathTask:
         problems = load(train_file)
         if test_file:
             self.heldout = load(test_file)[:n_heldout]
+            if len(self.heldout) < n_heldout:
+                raise ValueError(f"{test_file} has {len(self.heldout)} problems, fewer than "
+                                 f"task.n_heldout={n_heldout}: lower task.n_heldout (and "
+                                 "eval.n_problems) to at most that")  # fmt: skip
         else:
             if n_heldout >= len(problems):
                 raise ValueError(

@@ -127,3 +127,43 @@ def test_a_gold_answer_too_long_to_ever_score_is_refused_at_load_with_file_and_l
     )
     # at the bound: loaded (check_golds looks closer)
     assert len(tasks.load_math_problems(str(data))) == 2
+
+
+def test_a_countdown_setting_that_almost_never_gives_a_target_is_refused_not_looped_on():
+    with pytest.raises(ValueError, match="task.n_numbers 1, task.max_number 1000000000000"):
+        tasks.generate_countdown(random.Random(0), 1, 10**12)
+    problem, expression = tasks.generate_countdown(random.Random(0), 4, 20)  # the defaults: fine
+    assert 1 <= problem["target"] <= 1000
+
+
+def test_number_answers_load_as_text_the_verifier_matches_and_bad_ones_are_refused(tmp_path):
+    import math_answer
+
+    data = tmp_path / "data.jsonl"
+    answers = ["1e20", "1.5e-7", "72", "2.5"]
+    data.write_text(
+        "".join('{"prompt": "%d?", "answer": %s}\n' % item for item in enumerate(answers))
+    )
+    golds = [p.gold for p in tasks.load_math_problems(str(data))]
+    assert golds == ["100000000000000000000", "0.00000015", "72", "2.5"]  # not "1e+20"
+    assert math_answer.verify(golds[0], "\\boxed{10^{20}}")
+    for bad in ("NaN", "Infinity"):
+        data.write_text('{"prompt": "a?", "answer": 1}\n{"prompt": "b?", "answer": %s}\n' % bad)
+        with pytest.raises(ValueError, match="data.jsonl:2: 'answer' is"):
+            tasks.load_math_problems(str(data))
+
+
+def test_a_problem_repeated_with_another_answer_is_refused_and_a_short_test_file_too(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"prompt": "a?", "answer": 1}\n{"prompt": "b?", "answer": 2}\n'
+                    '{"prompt": "a?", "answer": 1}\n')  # fmt: skip
+    assert len(tasks.load_math_problems(str(data))) == 3  # the same answer again: kept
+    data.write_text('{"prompt": "a?", "answer": 1}\n{"prompt": "a?", "answer": 3}\n')
+    with pytest.raises(ValueError, match="data.jsonl:2: the problem of line 1 again"):
+        tasks.load_math_problems(str(data))
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join('{"prompt": "t%d?", "answer": %d}\n' % (i, i) for i in range(8)))
+    test.write_text("".join('{"prompt": "h%d?", "answer": %d}\n' % (i, i) for i in range(5)))
+    assert len(tasks.MathTask(str(train), str(test), n_heldout=5).heldout) == 5
+    with pytest.raises(ValueError, match="test.jsonl has 5 problems, fewer than task.n_heldout=8"):
+        tasks.MathTask(str(train), str(test), n_heldout=8)
