@@ -401,8 +401,8 @@ def unlock_run_dir(run_dir: str):
 
 def prepare_run_dir(run_dir: str, resume: bool, config: dict, main_rank: bool) -> str:
     """runs/<name>/, locked by this run (rank 0), refusing to start a new run over an earlier one,
-    with the resolved config.yaml in it. An explicit --resume of a run that was never started names
-    the runs there."""
+    with the resolved config.yaml in it (a run resumed from a checkpoint writes it once one loads:
+    write_config). An explicit --resume of a run that was never started names the runs there."""
     if resume:
         check_resume_target(run_dir)
     try:
@@ -421,13 +421,18 @@ def prepare_run_dir(run_dir: str, resume: bool, config: dict, main_rank: bool) -
         os.makedirs(run_dir, exist_ok=True)
         if main_rank:
             clean_leftovers(run_dir)
-            with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-                yaml.safe_dump(config, f, sort_keys=False)
+        if main_rank and not (resume and list_checkpoints(run_dir)):
+            write_config(run_dir, config)
     except OSError as err:
         raise RunError(
             f"run.out_dir: cannot write the run directory {run_dir} ({err.strerror})"
         ) from None
     return run_dir
+
+
+def write_config(run_dir: str, config: dict):
+    """The run's resolved settings, runs/<name>/config.yaml (each checkpoint keeps its own too)."""
+    write_atomic(os.path.join(run_dir, "config.yaml"), yaml.safe_dump(config, sort_keys=False))
 
 
 def check_resume_target(run_dir: str):
@@ -495,9 +500,12 @@ def load_newest_intact(candidates, policy, config: dict, log) -> str:
                 "only at the same thread count"
             )
         return candidate
+    run_dir = os.path.dirname(candidates[0])
     raise RunError(
-        f"--resume: no intact checkpoint in {os.path.dirname(candidates[0])} (skipped "
-        f"{', '.join(os.path.basename(c) for c in skipped)}); move the run away to start it afresh"
+        f"--resume: no checkpoint in {run_dir} loads (skipped "
+        f"{', '.join(os.path.basename(c) for c in skipped)}, for the reasons above): if the model "
+        f"settings changed, resume with the run's own (--config {run_dir}/config.yaml); if the "
+        "files are damaged, move the run away to start it afresh"
     )
 
 

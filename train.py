@@ -48,6 +48,7 @@ from checkpoint import (
     rng_state,
     set_rng_state,
     unlock_run_dir,
+    write_config,
 )
 from config import Config, ConfigError, reward_options
 from optim import make_optimizer, scheduled_lr
@@ -177,6 +178,8 @@ def start_run(cfg: Config, device, log) -> Run:
         warm_start(cfg, policy, tokenizer, task, device, log)  # resumed: only for the reference
     reference = build_reference(cfg, policy, device, start)
     resumed_from = load_newest_intact(candidates, policy, settings, log) if candidates else None
+    if resumed_from and distributed.is_main():  # its settings, now that a checkpoint took them
+        write_config(run_dir, settings)
     lora = cfg.model.lora_rank > 0
     mode = distributed.resolve_mode(cfg.run.distributed, bool(cfg.model.hf), lora=lora)
     policy = distributed.wrap(policy, mode, device)

@@ -13,6 +13,7 @@ import zlib
 
 import pytest
 import torch
+import yaml
 
 import advantage
 import checkpoint
@@ -673,7 +674,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_an_older_intact_one(straight_
         "ckpt_*/trainer.pt"
     ):  # nothing intact: an error, never a silent fresh start
         path.unlink()
-    with pytest.raises(checkpoint.RunError, match="no intact checkpoint"):
+    with pytest.raises(checkpoint.RunError, match="no checkpoint in .* loads"):
         train.train(tiny_config(tmp_path, "--run.name", "damaged", "--resume"), log=lambda *a: None)
 
 
@@ -692,6 +693,22 @@ def test_a_resume_with_other_settings_says_which_keys_differ(straight_run, tmp_p
     assert (
         "settings differ" in said and "rl.steps 2 -> 4" in said and "rl.lr 0.001 -> 0.002" in said
     )
+    saved = yaml.safe_load((tmp_path / "changed" / "config.yaml").read_text())
+    assert saved["rl"]["steps"] == 4  # the resumed run's settings, once its checkpoint loaded
+
+
+def test_a_resume_that_loads_no_checkpoint_keeps_the_runs_config_and_says_how_to_resume(tmp_path):
+    """A resume with a model the checkpoints do not fit used to overwrite the run's config.yaml
+    first, then advise moving the (intact) run away."""
+    train.train(tiny_config(tmp_path, "--run.name", "r", "--rl.steps", "2"), log=lambda *a: None)
+    config_yaml = tmp_path / "r" / "config.yaml"
+    before = config_yaml.read_text()
+    wider = tiny_config(tmp_path, "--run.name", "r", "--model.n_embd", "64", "--resume")
+    with pytest.raises(checkpoint.RunError, match="resume with the run's own .--config .*r/config"):
+        train.train(wider, log=lambda *a: None)
+    assert config_yaml.read_text() == before
+    again, _ = config.parse_args(["--config", str(config_yaml), "--resume"])
+    assert train.train(again, log=lambda *a: None)  # the run's own settings resume it
 
 
 def test_a_diverged_warm_start_is_not_cached_and_a_diverged_run_stops(tmp_path, monkeypatch):
