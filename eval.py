@@ -10,8 +10,8 @@ pass@k can rise because many problems gain a little or a few gain a lot; cover@t
 tells which.
 
     python eval.py --ckpt runs/maze                      # its latest checkpoint: pass@k, k = 1 .. n
-    python eval.py --ckpt runs/maze/ckpt_120 --out runs/eval/maze_step120
-    python eval.py --ckpt runs/maze/latest --n 32 --problems 512
+    python eval.py --ckpt runs/maze/ckpt_120 --temperature 0.6 --out runs/eval/maze_step120_t0.6
+    python eval.py --ckpt runs/maze/latest --n 32 --problems 512 --overwrite   # replaces its report
     python eval.py --ckpt runs/study/pass1_s0 runs/study/pass1_s1 runs/study/pass1_s2   # over seeds
     python eval.py --plot runs/maze                      # redraw curves.png and passk.png
     python eval.py --plot runs/maze runs/maze_pass1      # runs/compare_maze_vs_maze_pass1.png
@@ -22,7 +22,8 @@ tells which.
 reports pass@k for every k up to n and cover@tau, with a 95 % interval from a bootstrap
 over problems (the sampling noise of n samples per problem is inside it too, as each
 resampled problem keeps its own c), as a table (passk.md, passk.json) and a plot
-(passk_curve.png) in --out (default runs/eval/<run or model name>). With several
+(passk_curve.png) in --out (default runs/eval/<run>_step<N> for a run's ckpt_N, or runs/eval/<model
+name>); a report already there is never replaced without --overwrite. With several
 checkpoints (the seeds of one recipe: checkpoints whose settings differ in more than the
 seed are refused, naming the keys) it reports their mean and a 95 % t-interval over seeds
 instead (`stats.seed_interval`); `stats.paired_interval` compares two recipes run with the same
@@ -356,6 +357,11 @@ def checkpoint_dir(path: str) -> str:
             f"directory "
             f"(with latest or ckpt_N)"
         )
+    if not any(name.endswith(".safetensors") for name in os.listdir(path)):
+        raise ValueError(
+            f"--ckpt {path} holds no checkpoint: a config.yaml but no weights (*.safetensors) and "
+            "no ckpt_N (a run stopped before its first checkpoint leaves just that)"
+        )
     return path
 
 
@@ -385,6 +391,14 @@ def run_name_of(checkpoint: str) -> str:
     return os.path.basename(os.path.dirname(path)) if name.startswith("ckpt_") else name
 
 
+def checkpoint_label(checkpoint: str, sep: str = "_step") -> str:
+    """maze_step120 for runs/maze/ckpt_120, the default --out's name (sep " step ": maze step 120,
+    for titles); a checkpoint directory not named ckpt_N is just its name."""
+    name = os.path.basename(os.path.normpath(checkpoint))
+    step = name[len("ckpt_") :] if name.startswith("ckpt_") else ""
+    return run_name_of(checkpoint) + (f"{sep}{step}" if step.isdigit() else "")
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -404,13 +418,26 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", help="math problems (.jsonl or .parquet) instead of the task's held-out set"
     )
-    parser.add_argument("--n", type=int, default=16, help="samples per problem")
+    parser.add_argument("--n", type=int, default=16, help="samples per problem (>= 1)")
     parser.add_argument(
         "--problems", type=int, default=0, help="held-out problems to use (0 = all)"
     )
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature, >= 0 (0 is greedy)"
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=1.0, help="nucleus mass, in (0, 1] (1 keeps every token)"
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--batch", type=int, default=64, help="prompts per sampling batch (n responses each)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a report already in the output folder (without it, the evaluation is "
+        "refused there, --out or not)",
+    )
     parser.add_argument(
         "--plot",
         metavar="RUN_DIR",
@@ -432,16 +459,14 @@ def make_parser() -> argparse.ArgumentParser:
     hf.add_argument(
         "--max-new-tokens", type=int, help="longest response (default: the checkpoint's, or 1024)"
     )
-    hf.add_argument(
-        "--batch", type=int, default=64, help="prompts per sampling batch (n responses each)"
-    )
     hf.add_argument("--device", default="auto")
     hf.add_argument(
         "--decode", default="dynamic", help="--model: sampler cache, dynamic, static or compiled"
     )
     hf.add_argument(
         "--out",
-        help="where passk.md/.json/_curve.png go (default runs/eval/<model or run name>); "
+        help="where passk.md/.json/_curve.png go (default runs/eval/<run>_step<N> or "
+        "runs/eval/<model name>); "
         "with --plot of several runs, the figure's path",
     )
     return parser
@@ -456,13 +481,13 @@ def main(argv=None):
         parser.error("give one of --ckpt or --model (or --plot)")
     if args.model and not args.data:
         parser.error("--model needs --data (a math .jsonl or .parquet file)")
-    if args.n < 1:
-        parser.error(f"--n {args.n}: at least 1 sample per problem")
+    check_numbers(parser, args)
     try:
         if args.model or args.data:
             if args.ckpt and len(args.ckpt) > 1:
                 parser.error("--data evaluates one --ckpt at a time")
             args.ckpt = checkpoint_dir(args.ckpt[0]) if args.ckpt else None
+            args.out = claim_report_dir(args, [args.ckpt] if args.ckpt else [])
             return evaluate_math_cli(args)
         checkpoints = [checkpoint_dir(path) for path in args.ckpt]
         differing = recipe_differences(checkpoints) if len(checkpoints) > 1 else []
@@ -471,9 +496,72 @@ def main(argv=None):
                 f"--ckpt {' '.join(args.ckpt)} differ in more than the seed "
                 f"({', '.join(differing)}): give the seeds of one recipe"
             )
+        args.out = claim_report_dir(args, checkpoints)
         return evaluate_checkpoints_cli(args, checkpoints)
     except ValueError as err:  # ConfigError too: a missing path, model, file or field
         sys.exit(f"error: {err}")
+
+
+def check_numbers(parser, args):
+    """Numbers the sampler cannot use are argparse errors (one line after the usage), before any
+    checkpoint is loaded."""
+    refusals = (
+        (args.n < 1, f"--n {args.n}: at least 1 sample per problem"),
+        (args.problems < 0, f"--problems {args.problems}: at least 1 problem (0 = all)"),
+        (
+            not (args.temperature >= 0 and math.isfinite(args.temperature)),
+            f"--temperature {args.temperature}: a number >= 0 (0 is greedy)",
+        ),
+        (not 0 < args.top_p <= 1, f"--top-p {args.top_p}: in (0, 1] (1 keeps every token)"),
+        (args.batch < 1, f"--batch {args.batch}: at least 1 prompt per sampling batch"),
+        (
+            args.max_new_tokens is not None and args.max_new_tokens < 1,
+            f"--max-new-tokens {args.max_new_tokens}: at least 1",
+        ),
+    )
+    for refused, message in refusals:
+        if refused:
+            parser.error(message)
+
+
+REPORT_FILES = ("passk.md", "passk.json", "passk_curve.png")
+
+
+def claim_report_dir(args, checkpoints: list[str]) -> str:
+    """--out, or runs/eval/<run>_step<N> (<model name> for --model): refused, before any sampling,
+    when it already holds a report and --overwrite is not given, as train.py refuses to start a run
+    over an earlier one."""
+    labels = [checkpoint_label(checkpoint) for checkpoint in checkpoints]
+    name = labels[0] if labels else os.path.basename(args.model.rstrip("/"))
+    if len(labels) > 1:
+        name = f"{labels[0]}_and_{len(labels) - 1}_more"
+    out_dir = args.out or os.path.join("runs", "eval", name)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file, not a directory")
+    found = [file for file in REPORT_FILES if os.path.exists(os.path.join(out_dir, file))]
+    if found and not args.overwrite:
+        raise ValueError(
+            f"{out_dir} already holds a report ({', '.join(found)}): add --overwrite to replace "
+            "it, or give this evaluation its own --out"
+        )
+    return out_dir
+
+
+def sample_counts(*positional, **options):
+    """count_correct for the CLI: a sampling batch too big for memory (or for torch's sizes) is a
+    one-line ValueError that names --n and --batch, not the allocator's traceback."""
+    try:
+        return count_correct(*positional, **options)
+    except (RuntimeError, OverflowError, MemoryError) as err:
+        text = str(err)
+        if isinstance(err, RuntimeError) and not any(
+            words in text for words in ("can't allocate memory", "out of memory", "Overflow")
+        ):
+            raise
+        raise ValueError(
+            f"out of memory sampling {options['n']} responses for each of up to "
+            f"{options['prompts_per_batch']} prompts at once: lower --n or --batch"
+        ) from None
 
 
 def plot_cli(args):
@@ -501,9 +589,11 @@ def score_checkpoint(checkpoint: str, args) -> dict:
     cfg, policy, tokenizer, task = load_for_eval(checkpoint)
     problems = task.heldout[: args.problems or None]
     options = dict(
-        max_new_tokens=cfg.task.max_new_tokens, reward_options=config.reward_options(cfg)
+        max_new_tokens=cfg.task.max_new_tokens,
+        prompts_per_batch=args.batch,
+        reward_options=config.reward_options(cfg),
     )
-    correct, entropy, length = count_correct(
+    correct, entropy, length = sample_counts(
         policy,
         tokenizer,
         problems,
@@ -514,7 +604,7 @@ def score_checkpoint(checkpoint: str, args) -> dict:
         seed=args.seed,
         **options,
     )
-    greedy, _, _ = count_correct(
+    greedy, _, _ = sample_counts(
         policy, tokenizer, problems, task.name, n=1, temperature=0.0, **options
     )
     return {
@@ -559,15 +649,13 @@ def evaluate_checkpoints_cli(args, checkpoints: list[str]):
             cover_rows.append(
                 {"tau": tau, "cover": seeds["mean"], "low": seeds["low"], "high": seeds["high"]}
             )
-    names = [run_name_of(checkpoint) for checkpoint in checkpoints]
-    name = names[0] if len(names) == 1 else f"{names[0]}_and_{len(names) - 1}_more"
-    out_dir = args.out or os.path.join("runs", "eval", name)
+    names = [checkpoint_label(checkpoint, " step ") for checkpoint in checkpoints]
     title = (
         f"{', '.join(names)} on held-out {runs[0]['task']}: {len(runs[0]['correct'])} problems, "
         f"n = {n}, "
         f"temperature {args.temperature}, top-p {args.top_p}"
     )
-    print(write_passk_report(rows, out_dir, title, interval, cover_rows))
+    print(write_passk_report(rows, args.out, title, interval, cover_rows))
     for key in ("greedy", "entropy", "resp_len"):
         values = [run[key] for run in runs]
         print(
@@ -578,7 +666,7 @@ def evaluate_checkpoints_cli(args, checkpoints: list[str]):
                 else ""
             )
         )
-    print(f"wrote {out_dir}/passk.md, passk.json, passk_curve.png")
+    print(f"wrote {args.out}/passk.md, passk.json, passk_curve.png")
     return rows
 
 
@@ -587,7 +675,8 @@ def evaluate_math_cli(args):
     cover@tau, a table and a plot."""
     if args.ckpt:
         cfg, policy, tokenizer, _ = load_for_eval(args.ckpt)
-        task_cfg, name, options = cfg.task, run_name_of(args.ckpt), config.reward_options(cfg)
+        name, options = checkpoint_label(args.ckpt, " step "), config.reward_options(cfg)
+        task_cfg = cfg.task
     else:
         policy, tokenizer = load_hf(
             args.model,
@@ -604,7 +693,7 @@ def evaluate_math_cli(args):
         args.prompt_field or task_cfg.prompt_field,
         args.answer_field or task_cfg.answer_field,
     )[: args.problems or None]
-    correct, entropy, length = count_correct(
+    correct, entropy, length = sample_counts(
         policy,
         tokenizer,
         problems,
@@ -618,19 +707,18 @@ def evaluate_math_cli(args):
         reward_options=options,
     )
     rows = pass_at_k_intervals(correct, args.n, seed=args.seed)
-    out_dir = args.out or os.path.join("runs", "eval", name)
     title = (
         f"{name} on {os.path.basename(args.data)}: {len(problems)} problems, n = {args.n}, "
         f"temperature {args.temperature}, top-p {args.top_p}"
     )
     print(
         write_passk_report(
-            rows, out_dir, title, cover_rows=cover_intervals(correct, args.n, seed=args.seed)
+            rows, args.out, title, cover_rows=cover_intervals(correct, args.n, seed=args.seed)
         )
     )
     print(
         f"mean entropy {entropy:.3f}, mean response length {length:.1f} tokens; "
-        f"wrote {out_dir}/passk.md, "
+        f"wrote {args.out}/passk.md, "
         f"passk.json, passk_curve.png"
     )
     return rows

@@ -1,5 +1,6 @@
 """pass@k: the unbiased estimator against brute-force enumeration of all k-subsets; plots of several
-runs."""
+runs; the CLI's refusals (a run without a checkpoint, numbers the sampler cannot use, an --n too big
+for memory, a report already written) and its reports named by the checkpoint's step."""
 
 import itertools
 import json
@@ -10,12 +11,17 @@ import sys
 from fractions import Fraction
 
 import pytest
+import torch
 
+import build
 import eval as evaluation
 import plots
+import train
 from eval import pass_at_k, powers_of_two
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "configs", "tiny.yaml")
+FAST = ["--n", "2", "--problems", "2"]  # argparse keeps the last value: a test's own come after
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 8])
@@ -171,3 +177,90 @@ def test_pass_at_1_is_the_success_rate_to_the_last_bit():
 
     assert all(evaluation.pass_at_k(16, c, 1) == c / 16 for c in range(17))
     assert all(evaluation.pass_at_k(10**7, c, 1) == c / 10**7 for c in (1, 3, 12345))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A real tiny maze run with ckpt_2 and ckpt_4 (`latest`): 3 SFT steps, 4 RL steps (seconds)."""
+    threads = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("eval_run")
+    cfg, _ = build.parse_config(
+        ["--config", TINY, "--run.out_dir", str(root), "--run.name", "x", "--run.threads", "1"]
+        + ["--sft.steps", "3", "--rl.steps", "4", "--eval.every", "0", "--eval.before", "false"]
+        + ["--eval.n_problems", "2", "--eval.n_samples", "2", "--eval.ks", "[1, 2]"]
+    )
+    train.train(cfg, log=lambda *_: None)
+    torch.set_num_threads(threads)
+    assert {"ckpt_2", "ckpt_4", "config.yaml", "latest"} <= set(os.listdir(root / "x"))
+    return root / "x"
+
+
+def one_line_error(argv) -> str:
+    """main(argv)'s refusal: its message, checked to be one line and no traceback."""
+    torch.set_num_threads(1)
+    with pytest.raises(SystemExit) as stop:
+        evaluation.main(argv)
+    message = str(stop.value)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def test_a_run_stopped_before_its_first_checkpoint_has_no_checkpoint_to_evaluate(
+    tiny_run, tmp_path
+):
+    early = tmp_path / "early"  # what a Ctrl-C before the first checkpoint leaves
+    early.mkdir()
+    (early / "config.yaml").write_text((tiny_run / "config.yaml").read_text())
+    message = one_line_error(["--ckpt", str(early), *FAST])
+    assert str(early) in message and "no checkpoint" in message and "no weights" in message
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--problems", "-3"], "--problems -3: at least 1 problem (0 = all)"),
+        (["--problems", "-100"], "--problems -100: at least 1"),
+        (["--temperature", "-1"], "--temperature -1.0: a number >= 0 (0 is greedy)"),
+        (["--temperature", "nan"], "--temperature nan: a number >= 0"),
+        (["--top-p", "0"], "--top-p 0.0: in (0, 1]"),
+        (["--top-p", "5"], "--top-p 5.0: in (0, 1]"),
+        (["--n", "0"], "--n 0: at least 1"),
+        (["--batch", "0"], "--batch 0: at least 1"),
+        (["--max-new-tokens", "0"], "--max-new-tokens 0: at least 1"),
+    ],
+)
+def test_numbers_the_sampler_cannot_use_are_refused_before_any_evaluation(
+    args, words, tiny_run, capsys
+):
+    torch.set_num_threads(1)
+    with pytest.raises(SystemExit) as stop:
+        evaluation.main(["--ckpt", str(tiny_run), *FAST, *args])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in error
+    assert error.splitlines()[-1].split(": error: ")[1].startswith(words)  # prog: error: ...
+    assert not os.path.exists("runs")  # nothing evaluated, nothing written
+
+
+@pytest.mark.parametrize("n", [10**14, 10**30])
+def test_an_n_too_big_for_memory_is_a_one_line_error(n, tiny_run):
+    """10**14 samples ask the allocator for 800 TB at once (refused at once, nothing is touched);
+    10**30 does not fit torch's sizes."""
+    message = one_line_error(["--ckpt", str(tiny_run), *FAST, "--n", str(n)])
+    assert f"out of memory sampling {n} responses" in message and "lower --n" in message
+    assert not os.path.exists("runs")
+
+
+def test_each_step_gets_its_own_report_and_none_is_overwritten_without_overwrite(tiny_run):
+    torch.set_num_threads(1)
+    for step in (2, 4):
+        evaluation.main(["--ckpt", str(tiny_run / f"ckpt_{step}"), *FAST])
+    for step in (2, 4):
+        report = open(f"runs/eval/x_step{step}/passk.md").read()
+        assert report.startswith(f"x step {step} on held-out maze: 2 problems, n = 2")
+    before = open("runs/eval/x_step4/passk.md").read()
+    for out in ([], ["--out", "runs/eval/x_step4"]):  # the run's latest is ckpt_4: the same folder
+        message = one_line_error(["--ckpt", str(tiny_run), *FAST, "--n", "3", *out])
+        assert "runs/eval/x_step4 already holds a report" in message and "--overwrite" in message
+    assert open("runs/eval/x_step4/passk.md").read() == before
+    evaluation.main(["--ckpt", str(tiny_run), *FAST, "--n", "3", "--overwrite"])
+    assert "n = 3" in open("runs/eval/x_step4/passk.md").read()
