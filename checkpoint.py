@@ -16,6 +16,9 @@ with its step); a checkpoint keeps the RNG states (rng_state) that make a resume
 the uninterrupted one would. `GracefulStop` turns Ctrl-C, SIGTERM (schedulers, preemptible machines)
 and SIGHUP into a stop at the end of the step in progress, with a checkpoint.
 
+At the end, which checkpoint a command names (eval.py's --ckpt: a ckpt_N, a run directory or its
+`latest`) and whether several are the seeds of one recipe.
+
 Left out: cloud storage, asynchronous saving, keeping the best checkpoint by a metric.
 """
 
@@ -516,3 +519,87 @@ def flatten(settings: dict) -> dict:
         if isinstance(values, dict)
         for key, value in values.items()
     }
+
+
+# ------------------------------------------------------- which checkpoint a command names (eval.py)
+
+# config keys that say where and how a run ran, not what it trained: one recipe's seeds may differ
+NOT_RECIPE = (
+    "run.seed",
+    "run.name",
+    "run.out_dir",
+    "run.device",
+    "run.threads",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "run.resume",
+    "run.progress",
+    "run.distributed",
+)
+
+
+def checkpoint_dir(path: str) -> str:
+    """The checkpoint a --ckpt names: a ckpt_N directory, a run directory (its `latest`), or the
+    `latest` file itself."""
+    if not os.path.exists(path):
+        raise ValueError(f"--ckpt {path}: no such file or directory")
+    if os.path.isfile(path):
+        found = latest_checkpoint(os.path.dirname(os.path.abspath(path)))
+        if os.path.basename(path) != "latest" or found is None:
+            raise ValueError(
+                f"--ckpt {path} is a file but not a run's `latest` naming a checkpoint"
+            )
+        return found
+    if os.path.exists(os.path.join(path, "latest")) or list_checkpoints(path):
+        found = latest_checkpoint(path) or (list_checkpoints(path) or [None])[-1]
+        if found is None:
+            raise ValueError(
+                f"--ckpt {path}: the run's `latest` names no checkpoint and it holds no ckpt_N"
+            )
+        return found
+    if not os.path.isfile(os.path.join(path, "config.yaml")):
+        raise ValueError(
+            f"--ckpt {path} is neither a checkpoint (a ckpt_N with config.yaml) nor a run "
+            f"directory "
+            f"(with latest or ckpt_N)"
+        )
+    if not any(name.endswith(".safetensors") for name in os.listdir(path)):
+        raise ValueError(
+            f"--ckpt {path} holds no checkpoint: a config.yaml but no weights (*.safetensors) and "
+            "no ckpt_N (a run stopped before its first checkpoint leaves just that)"
+        )
+    return path
+
+
+def recipe_differences(checkpoints: list[str]) -> list[str]:
+    """The config keys (section.key) whose values differ between the checkpoints, bookkeeping
+    (NOT_RECIPE) aside."""
+    flat = []
+    for path in checkpoints:
+        with open(os.path.join(path, "config.yaml")) as f:
+            sections = yaml.safe_load(f) or {}
+        flat.append(
+            {
+                f"{section}.{key}": json.dumps(value, sort_keys=True)
+                for section, fields in sections.items()
+                if isinstance(fields, dict)
+                for key, value in fields.items()
+            }
+        )
+    keys = sorted(set().union(*flat) - set(NOT_RECIPE))
+    return [key for key in keys if len({values.get(key) for values in flat}) > 1]
+
+
+def run_name_of(checkpoint: str) -> str:
+    """maze for runs/maze/ckpt_120: the run a checkpoint belongs to, named for the default --out."""
+    path = os.path.normpath(os.path.abspath(checkpoint))
+    name = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) if name.startswith("ckpt_") else name
+
+
+def checkpoint_label(checkpoint: str, sep: str = "_step") -> str:
+    """maze_step120 for runs/maze/ckpt_120, the default --out's name (sep " step ": maze step 120,
+    for titles); a checkpoint directory not named ckpt_N is just its name."""
+    name = os.path.basename(os.path.normpath(checkpoint))
+    step = name[len("ckpt_") :] if name.startswith("ckpt_") else ""
+    return run_name_of(checkpoint) + (f"{sep}{step}" if step.isdigit() else "")

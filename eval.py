@@ -39,13 +39,12 @@ import sys
 from fractions import Fraction
 
 import torch
-import yaml
 
 import config
 import distributed
 import reward
 import tasks
-from checkpoint import latest_checkpoint, list_checkpoints
+from checkpoint import checkpoint_dir, checkpoint_label, recipe_differences
 from build import load_for_eval, pick_device
 from hf_policy import load_hf
 from plots import plot_run, plot_runs
@@ -315,90 +314,6 @@ def write_passk_report(
     return table
 
 
-# ----------------------------------------------------------------------------- which checkpoints
-
-# config keys that say where and how a run ran, not what it trained: one recipe's seeds may differ
-NOT_RECIPE = (
-    "run.seed",
-    "run.name",
-    "run.out_dir",
-    "run.device",
-    "run.threads",
-    "run.checkpoint_every",
-    "run.keep_checkpoints",
-    "run.resume",
-    "run.progress",
-    "run.distributed",
-)
-
-
-def checkpoint_dir(path: str) -> str:
-    """The checkpoint a --ckpt names: a ckpt_N directory, a run directory (its `latest`), or the
-    `latest` file itself."""
-    if not os.path.exists(path):
-        raise ValueError(f"--ckpt {path}: no such file or directory")
-    if os.path.isfile(path):
-        found = latest_checkpoint(os.path.dirname(os.path.abspath(path)))
-        if os.path.basename(path) != "latest" or found is None:
-            raise ValueError(
-                f"--ckpt {path} is a file but not a run's `latest` naming a checkpoint"
-            )
-        return found
-    if os.path.exists(os.path.join(path, "latest")) or list_checkpoints(path):
-        found = latest_checkpoint(path) or (list_checkpoints(path) or [None])[-1]
-        if found is None:
-            raise ValueError(
-                f"--ckpt {path}: the run's `latest` names no checkpoint and it holds no ckpt_N"
-            )
-        return found
-    if not os.path.isfile(os.path.join(path, "config.yaml")):
-        raise ValueError(
-            f"--ckpt {path} is neither a checkpoint (a ckpt_N with config.yaml) nor a run "
-            f"directory "
-            f"(with latest or ckpt_N)"
-        )
-    if not any(name.endswith(".safetensors") for name in os.listdir(path)):
-        raise ValueError(
-            f"--ckpt {path} holds no checkpoint: a config.yaml but no weights (*.safetensors) and "
-            "no ckpt_N (a run stopped before its first checkpoint leaves just that)"
-        )
-    return path
-
-
-def recipe_differences(checkpoints: list[str]) -> list[str]:
-    """The config keys (section.key) whose values differ between the checkpoints, bookkeeping
-    (NOT_RECIPE) aside."""
-    flat = []
-    for path in checkpoints:
-        with open(os.path.join(path, "config.yaml")) as f:
-            sections = yaml.safe_load(f) or {}
-        flat.append(
-            {
-                f"{section}.{key}": json.dumps(value, sort_keys=True)
-                for section, fields in sections.items()
-                if isinstance(fields, dict)
-                for key, value in fields.items()
-            }
-        )
-    keys = sorted(set().union(*flat) - set(NOT_RECIPE))
-    return [key for key in keys if len({values.get(key) for values in flat}) > 1]
-
-
-def run_name_of(checkpoint: str) -> str:
-    """maze for runs/maze/ckpt_120: the run a checkpoint belongs to, named for the default --out."""
-    path = os.path.normpath(os.path.abspath(checkpoint))
-    name = os.path.basename(path)
-    return os.path.basename(os.path.dirname(path)) if name.startswith("ckpt_") else name
-
-
-def checkpoint_label(checkpoint: str, sep: str = "_step") -> str:
-    """maze_step120 for runs/maze/ckpt_120, the default --out's name (sep " step ": maze step 120,
-    for titles); a checkpoint directory not named ckpt_N is just its name."""
-    name = os.path.basename(os.path.normpath(checkpoint))
-    step = name[len("ckpt_") :] if name.startswith("ckpt_") else ""
-    return run_name_of(checkpoint) + (f"{sep}{step}" if step.isdigit() else "")
-
-
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -422,22 +337,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--problems", type=int, default=0, help="held-out problems to use (0 = all)"
     )
-    parser.add_argument(
-        "--temperature", type=float, default=1.0, help="sampling temperature, >= 0 (0 is greedy)"
-    )
-    parser.add_argument(
-        "--top-p", type=float, default=1.0, help="nucleus mass, in (0, 1] (1 keeps every token)"
-    )
+    parser.add_argument("--temperature", type=float, default=1.0, help=">= 0 (0 is greedy)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass, in (0, 1]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--batch", type=int, default=64, help="prompts per sampling batch (n responses each)"
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a report already in the output folder (without it, the evaluation is "
-        "refused there, --out or not)",
-    )
+    overwrite = "replace a report already in the output folder (else refused)"
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
     parser.add_argument(
         "--plot",
         metavar="RUN_DIR",
@@ -466,8 +373,7 @@ def make_parser() -> argparse.ArgumentParser:
     hf.add_argument(
         "--out",
         help="where passk.md/.json/_curve.png go (default runs/eval/<run>_step<N> or "
-        "runs/eval/<model name>); "
-        "with --plot of several runs, the figure's path",
+        "runs/eval/<model name>); with --plot of several runs, the figure's path",
     )
     return parser
 
