@@ -29,8 +29,7 @@ import advantage
 import distributed
 from checkpoint import resolve_checkpoint
 
-# ----------------------------------------------------------------------------- the config, a
-# dataclass per section
+# -------------------------------------------------------------- the config, a dataclass per section
 
 
 @dataclass
@@ -249,8 +248,7 @@ class RLConfig:
     eps_high, e.g. 3)"""
     resample_rounds: int = 0
     """dynamic sampling (DAPO): up to this many extra rounds of B prompts refill the batch with
-    prompts that carry
-    signal (0 = off; one process only)"""
+    prompts that carry signal (0 = off; one process only)"""
     max_skipped_updates: int = 8
     """stop the run when this many updates in a row had a non-finite loss or gradient (0 = never
     stop)"""
@@ -302,17 +300,15 @@ class ConfigError(ValueError):
     """A bad config: the message names the key and the problem, in one line."""
 
 
-PHASE_KEYS = ("until_step", "advantage", "k")
+PHASE_KEYS = {"until_step": 0, "advantage": "", "k": 0}  # a phase's keys; coerce types by these
 
 
-# ----------------------------------------------------------------------------- reading it: files,
-# overrides, --help
+# ------------------------------------------------------------ reading it: files, overrides, --help
 
 
 def parse_args(argv, usage: str = "") -> tuple[Config, str]:
     """--config FILE, --resume, --help (prints `usage`, then every field), and --section.key VALUE
-    overrides
-    (VALUE parsed as YAML)."""
+    overrides (VALUE parsed as YAML)."""
     cfg, config_path, overrides, i = Config(), "", {}, 0
     while i < len(argv):
         arg = argv[i]
@@ -338,7 +334,7 @@ def parse_args(argv, usage: str = "") -> tuple[Config, str]:
         if "." not in key:
             raise ConfigError(f"unknown option '--{key}' (overrides look like --section.key value)")
         section, _, name = key.partition(".")
-        overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+        overrides.setdefault(section, {})[name] = read_value(key, value)
     if config_path:
         load_config_file(cfg, config_path)
     apply_settings(cfg, overrides, "the command line")
@@ -346,9 +342,18 @@ def parse_args(argv, usage: str = "") -> tuple[Config, str]:
     return cfg, config_path
 
 
+def read_value(key: str, value: str):
+    """A --section.key VALUE read as YAML; one that YAML cannot read is an error that names both."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = " ".join(str(getattr(err, "problem", None) or "unreadable").split())
+        raise ConfigError(f"--{key} {value!r} is not valid YAML ({problem}); as text, "
+                          f"it needs YAML quotes too: '\"{value}\"'") from None  # fmt: skip
+
+
 def load_config_file(cfg: Config, path: str, seen=()):
-    """Apply a YAML config; a top-level `base: other.yaml` (relative to this file) is applied
-    first."""
+    """Apply a YAML config; a top-level `base: other.yaml` (relative to it) is applied first."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     if os.path.abspath(path) in seen:
@@ -368,6 +373,8 @@ def load_config_file(cfg: Config, path: str, seen=()):
     if not isinstance(settings, dict):
         raise ConfigError(f"{path} must hold a mapping of sections")
     base = settings.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"base in {path} must be a config file name, got {base!r}")
     if base:
         load_config_file(
             cfg, os.path.join(os.path.dirname(path), base), seen + (os.path.abspath(path),)
@@ -434,11 +441,8 @@ def field_docs() -> dict:
         tree = ast.parse(f.read())
     docs = {}
     for node in tree.body:
-        if (
-            isinstance(node, ast.ClassDef)
-            and node.name.endswith("Config")
-            and node.name != "Config"
-        ):
+        is_config = isinstance(node, ast.ClassDef) and node.name.endswith("Config")
+        if is_config and node.name != "Config":
             section = node.name[: -len("Config")].lower()
             for item, after in zip(node.body, node.body[1:]):
                 documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
@@ -472,14 +476,16 @@ def active_phase(cfg: Config, step: int) -> dict:
     return next((p for p in schedule if step < p["until_step"]), schedule[-1])
 
 
-# every numeric field's allowed range: (test, what the message says); checked first, when the config
-# is loaded
+# every numeric field's allowed range: (test, what the message says); checked when it is loaded
 POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
 AT_LEAST_1, PROBABILITY = (lambda v: v >= 1, ">= 1"), (lambda v: 0 < v <= 1, "in (0, 1]")
+SEED = (lambda v: 0 <= v < 2**63, "in [0, 2**63)")  # an int64; random.seed(-s) is random.seed(s)
 RANGES = {
     "run.checkpoint_every": AT_LEAST_1,
     "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 keeps every one)"),
     "run.threads": NON_NEGATIVE,
+    "run.seed": SEED,
+    "task.seed": SEED,
     "model.n_layer": AT_LEAST_1,
     "model.n_head": AT_LEAST_1,
     "model.n_embd": AT_LEAST_1,
@@ -562,8 +568,9 @@ def check_ranges(cfg: Config):
         for key, value in fields.items()
     }
     for key, (test, allowed) in RANGES.items():
-        if not math.isfinite(values[key]) or not test(values[key]):
-            raise ConfigError(f"{key}={values[key]} is out of range: it must be {allowed}")
+        value = values[key]  # an int is finite, and may be too large for a float
+        if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
+            raise ConfigError(f"{key}={value} is out of range: it must be {allowed}")
     for key, choices in CHOICES.items():
         if values[key] not in choices:
             raise ConfigError(f"{key} '{values[key]}' must be one of {', '.join(choices)}")
@@ -574,12 +581,10 @@ def check_ranges(cfg: Config):
     if m.n_embd % m.n_head or (m.n_embd // m.n_head) % 2:
         raise ConfigError(
             f"model.n_embd={m.n_embd} must split into model.n_head={m.n_head} heads of an even "
-            "width "
-            f"(rotary embeddings rotate pairs)"
+            "width (rotary embeddings rotate pairs)"
         )
-    if (
-        cfg.task.name == "maze" and not m.hf
-    ):  # the largest grid, a newline per row and BOS, then the response
+    # the largest maze grid, a newline per row and BOS, then the response
+    if cfg.task.name == "maze" and not m.hf:
         longest = cfg.task.max_size * (cfg.task.max_size + 1) + 1 + cfg.task.max_new_tokens
         if m.block_size < longest:
             raise ConfigError(
@@ -592,12 +597,15 @@ def validate(cfg: Config):
     """Every check that needs only the config (build.check_buildable does the rest)."""
     check_ranges(cfg)
     validate_schedule(cfg)
+    name = cfg.run.name  # its directory goes in run.out_dir, beside _warmstart/
+    if not name or name[0] in "_." or "/" in name or "\\" in name:
+        raise ConfigError(f"run.name {name!r} must be one directory name, not empty and not "
+                          "starting with _ or . (it is a folder in run.out_dir)")  # fmt: skip
     rl, N = cfg.rl, cfg.rl.responses_per_prompt
     if N % rl.minibatches:
-        raise ConfigError(f"rl.minibatches={rl.minibatches} must divide "
-            f"rl.responses_per_prompt={N} "
-                          "(each mini-batch takes an equal share of every prompt's "
-                              "responses)")  # fmt: skip
+        raise ConfigError(f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt="
+                          f"{N} (each mini-batch takes an equal share of every prompt's "
+                          "responses)")  # fmt: skip
     if rl.dual_clip and not rl.dual_clip > 1 + rl.eps_high:
         raise ConfigError(f"rl.dual_clip={rl.dual_clip} must be 0 (off) or above 1 + rl.eps_high = "
                           f"{1 + rl.eps_high}")  # fmt: skip
@@ -608,12 +616,13 @@ def validate(cfg: Config):
         validate_math(cfg)
     if cfg.run.distributed == "fsdp" and not cfg.model.hf:
         raise ConfigError("run.distributed: fsdp shards Hugging Face models (model.hf); the tiny "
-            "GPT "
-                          "uses ddp")  # fmt: skip
+                          "GPT uses ddp")  # fmt: skip
     validate_lora(cfg)
     if cfg.model.init and not os.path.isdir(resolve_checkpoint(cfg.model.init)):
         raise ConfigError(f"model.init: no checkpoint at {cfg.model.init}")
-    bad_ks = [k for k in cfg.eval.ks if not isinstance(k, int) or not 1 <= k <= cfg.eval.n_samples]
+    for k in cfg.eval.ks:  # each an int, not a bool
+        coerce("eval.ks", k, 0)
+    bad_ks = [k for k in cfg.eval.ks if not 1 <= k <= cfg.eval.n_samples]
     if bad_ks:
         raise ConfigError(f"eval.ks {bad_ks} must lie in 1..eval.n_samples={cfg.eval.n_samples}")
     if cfg.eval.n_problems > cfg.task.n_heldout:
@@ -632,14 +641,14 @@ def validate_schedule(cfg: Config):
         if not isinstance(phase, dict) or set(phase) != set(PHASE_KEYS):
             raise ConfigError(f"{where} must be a mapping with exactly the keys "
                               f"{', '.join(PHASE_KEYS)}, got {phase!r}")  # fmt: skip
+        for key, default in PHASE_KEYS.items():  # a bool is no int, a list no estimator
+            coerce(f"{where}.{key}", phase[key], default)
         if phase["advantage"] not in advantage.ESTIMATORS:
             raise ConfigError(f"{where}.advantage '{phase['advantage']}' is not an estimator; "
                               f"known: {', '.join(advantage.ESTIMATORS)}")  # fmt: skip
-        if not isinstance(phase["k"], int) or not 1 <= phase["k"] < N:
+        if not 1 <= phase["k"] < N:
             raise ConfigError(f"{where}.k={phase['k']} must satisfy 1 <= k < "
                               f"rl.responses_per_prompt={N} (k = N gives no signal)")  # fmt: skip
-        if not isinstance(phase["until_step"], int):
-            raise ConfigError(f"{where}.until_step must be an integer, got {phase['until_step']!r}")
         if phase["advantage"] == "passk_full" and N % phase["k"]:  # leftovers: sampled, dropped
             raise ConfigError(f"{where}: passk_full needs rl.responses_per_prompt={N} to be a "
                               f"multiple of k={phase['k']} (the N mod k leftovers would cost "
@@ -684,12 +693,7 @@ def validate_lora(cfg: Config):
 
 
 def reward_options(cfg: Config) -> dict:
-    return (
-        {
-            "backend": cfg.reward.backend,
-            "workers": cfg.reward.workers,
-            "timeout_s": cfg.reward.timeout_s,
-        }
-        if cfg.task.name == "math"
-        else {}
-    )
+    if cfg.task.name != "math":
+        return {}
+    r = cfg.reward
+    return {"backend": r.backend, "workers": r.workers, "timeout_s": r.timeout_s}

@@ -12,6 +12,7 @@ import torch
 
 import build
 import config
+import study_plan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "tiny.yaml")
@@ -41,6 +42,7 @@ def tiny_config(tmp_path, *overrides):
         (["--rl.lr", "fast"], ["rl.lr must be float"]),
         (["--rl.advantage", "passk_magic"], ["passk_magic", "passk_analytic"]),
         (["--optimiser.lr", "1"], ["unknown config section 'optimiser'"]),
+        (["--run.name", "[abc"], ["--run.name '[abc' is not valid YAML"]),
         (
             [
                 "--task.min_size",
@@ -127,6 +129,24 @@ def test_help_lists_every_field_with_its_docstring():
         ("task.loop_frac", "1.5", "task.loop_frac=1.5 is out of range"),
         ("rl.tis_cap", "0.5", "rl.tis_cap=0.5 is out of range"),
         ("rl.old_logprobs", "cached", "rl.old_logprobs 'cached' must be one of recompute, sampler"),
+        ("run.name", "{a: [b", "--run.name '{a: [b' is not valid YAML"),
+        ("run.seed", "99999999999999999999999", "run.seed=99999999999999999999999 is out of range"),
+        ("run.seed", "-1", "run.seed=-1 is out of range: it must be in [0, 2**63)"),
+        ("task.seed", str(2**63), f"task.seed={2**63} is out of range"),
+        ("run.seed", "1" + "0" * 400, "run.seed=1000"),  # too large for a float: a range error
+        ("eval.ks", "[true]", "eval.ks must be int, got True"),
+        ("rl.schedule", "[{until_step: 2, advantage: [grpo], k: 2}]", "advantage must be str"),
+        (
+            "rl.schedule",
+            "[{until_step: 2, advantage: grpo, k: true}]",
+            "[0].k must be int, got True",
+        ),
+        ("rl.schedule", "[{until_step: true, advantage: grpo, k: 2}]", "until_step must be int"),
+        ("run.name", "", "run.name '' must be one directory name"),
+        ("run.name", "../x", "run.name '../x' must be one directory name"),
+        ("run.name", "a/b", "run.name 'a/b' must be one directory name"),
+        ("run.name", "_warmstart", "run.name '_warmstart' must be one directory name"),
+        ("run.name", ".x", "run.name '.x' must be one directory name"),
     ],
 )
 def test_every_value_is_checked_when_the_config_is_loaded(key, value, words, tmp_path):
@@ -143,8 +163,29 @@ def test_every_numeric_field_has_a_declared_range():
         for key, value in fields.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }
-    unranged = numeric - set(config.RANGES) - {"run.seed", "task.seed"}  # any integer seed will do
+    unranged = numeric - set(config.RANGES)
     assert not unranged, f"add these fields to config.RANGES: {sorted(unranged)}"
+
+
+@pytest.mark.parametrize("base", ["5", "[tiny.yaml]", "false"])
+def test_a_base_that_is_not_a_file_name_is_named(base, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"base: {base}\n")
+    with pytest.raises(config.ConfigError, match=r"base in .*bad.yaml must be a config file name"):
+        config.parse_args(["--config", str(bad)])
+
+
+def test_the_run_names_the_study_gives_are_accepted(tmp_path):
+    """run.name is one directory name, not starting with _ or . (the shipped configs' names:
+    test_every_shipped_config_parses...)."""
+    names = [
+        study_plan.run_name(arm, seed)
+        for arm in study_plan.CORE_ARMS + study_plan.CLAIM_ARMS + study_plan.EXTENDED_ARMS
+        for seed in (0, 12)
+    ]
+    assert "passk_analytic_s0" in names
+    for name in names + ["run.2", "a-b"]:
+        assert tiny_config(tmp_path, "--run.name", name).run.name == name
 
 
 def test_broken_yaml_and_an_unwritable_run_directory_are_one_line_errors(tmp_path):
