@@ -597,10 +597,10 @@ def validate(cfg: Config):
     """Every check that needs only the config (build.check_buildable does the rest)."""
     check_ranges(cfg)
     validate_schedule(cfg)
-    name = cfg.run.name  # its directory goes in run.out_dir, beside _warmstart/
-    if not name or name[0] in "_." or "/" in name or "\\" in name:
-        raise ConfigError(f"run.name {name!r} must be one directory name, not empty and not "
-                          "starting with _ or . (it is a folder in run.out_dir)")  # fmt: skip
+    parts = cfg.run.name.replace("\\", "/").split("/")  # a folder in run.out_dir (study/a_s0)
+    if not all(parts) or any(part[0] in "_." for part in parts):
+        raise ConfigError(f"run.name {cfg.run.name!r} must be a folder in run.out_dir: names "
+                          "not empty, none starting with _ or . (beside _warmstart/)")  # fmt: skip
     rl, N = cfg.rl, cfg.rl.responses_per_prompt
     if N % rl.minibatches:
         raise ConfigError(f"rl.minibatches={rl.minibatches} must divide rl.responses_per_prompt="

@@ -142,11 +142,13 @@ def test_help_lists_every_field_with_its_docstring():
             "[0].k must be int, got True",
         ),
         ("rl.schedule", "[{until_step: true, advantage: grpo, k: 2}]", "until_step must be int"),
-        ("run.name", "", "run.name '' must be one directory name"),
-        ("run.name", "../x", "run.name '../x' must be one directory name"),
-        ("run.name", "a/b", "run.name 'a/b' must be one directory name"),
-        ("run.name", "_warmstart", "run.name '_warmstart' must be one directory name"),
-        ("run.name", ".x", "run.name '.x' must be one directory name"),
+        ("run.name", "", "run.name '' must be a folder in run.out_dir"),
+        ("run.name", "../x", "run.name '../x' must be a folder"),
+        ("run.name", "/abs", "run.name '/abs' must be a folder"),
+        ("run.name", "a//b", "run.name 'a//b' must be a folder"),
+        ("run.name", "a/../../b", "run.name 'a/../../b' must be a folder"),
+        ("run.name", "_warmstart", "run.name '_warmstart' must be a folder"),
+        ("run.name", ".x", "run.name '.x' must be a folder"),
     ],
 )
 def test_every_value_is_checked_when_the_config_is_loaded(key, value, words, tmp_path):
@@ -176,15 +178,15 @@ def test_a_base_that_is_not_a_file_name_is_named(base, tmp_path):
 
 
 def test_the_run_names_the_study_gives_are_accepted(tmp_path):
-    """run.name is one directory name, not starting with _ or . (the shipped configs' names:
-    test_every_shipped_config_parses...)."""
+    """run.name is a folder in run.out_dir, no part of it starting with _ or . (the shipped
+    configs' names: test_every_shipped_config_parses...); nested names like study/a_s0 too."""
     names = [
         study_plan.run_name(arm, seed)
         for arm in study_plan.CORE_ARMS + study_plan.CLAIM_ARMS + study_plan.EXTENDED_ARMS
         for seed in (0, 12)
     ]
     assert "passk_analytic_s0" in names
-    for name in names + ["run.2", "a-b"]:
+    for name in names + ["run.2", "a-b", "study/pass1_s0"]:
         assert tiny_config(tmp_path, "--run.name", name).run.name == name
 
 
