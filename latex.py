@@ -7,9 +7,10 @@ Sympy objects are built only from our own parse tree; model text never reaches s
 parse_expr, parse_latex or eval.
 
 Bounds (model text is untrusted): answers longer than MAX_CHARS (latex_tokens.py) or nested deeper
-than MAX_DEPTH are refused; integer literals, powers, factorials and binomials whose exact value
-would exceed MAX_BITS are refused *before* they are built (9^9^9^9 is never evaluated). Every
-refusal is a LatexError; the caller treats it as "cannot parse".
+than MAX_DEPTH are refused; integer literals, powers, factorials, binomials and Γ values whose exact
+value would exceed MAX_BITS are refused *before* they are built (9^9^9^9 is never evaluated), and so
+are constants numeric.py cannot bound where sympy would evaluate them to all their digits (floor,
+functions). Every refusal is a LatexError; the caller treats it as "cannot parse".
 
 Deliberately left out: sums, integrals, limits and derivatives as answers; units (math_answer.py
 drops them before parsing); a general LaTeX grammar. A letter followed by "(" is a product
@@ -21,6 +22,7 @@ from collections import namedtuple
 
 import sympy
 
+import numeric
 from latex_tokens import (
     FUNCTIONS,
     GREEK,
@@ -35,6 +37,7 @@ MAX_DEPTH = 40  # nesting of brackets, powers and unary signs
 MAX_BITS = 65_536  # largest exact number we build (about 19,700 digits; 2006! fits)
 MAX_LITERAL_DIGITS = 1_000  # longest number literal
 MAX_EXPONENT = 10_000  # largest integer power of a non-rational number (sqrt(2)^10^9 is 2^(5*10^8))
+_MAX_LOG = MAX_BITS * math.log(2)
 
 
 # Values besides plain sympy expressions. Items of containers are values themselves.
@@ -75,13 +78,12 @@ def _power(base, exponent):
     base, exponent = _scalar(base), _scalar(exponent)
     if base == 0 and isinstance(exponent, sympy.Expr) and exponent.is_negative:
         raise LatexError("division by zero")
-    if isinstance(exponent, sympy.Rational) and not base.free_symbols and base not in (0, 1, -1):
-        if not isinstance(base, sympy.Rational) and abs(exponent.p) > MAX_EXPONENT:
-            raise LatexError("power too large to build")
-        if isinstance(base, sympy.Rational):
-            bits = max(base.p.bit_length(), base.q.bit_length())
-            if abs(exponent.p) * bits > MAX_BITS * exponent.q:
-                raise LatexError("power too large to build")
+    if isinstance(exponent, sympy.MatrixBase):  # e^M: a matrix exponential, unbounded symbolically
+        raise LatexError("a matrix as an exponent")
+    if base is sympy.E:
+        _refuse_large_exp(exponent)
+    if isinstance(exponent, sympy.Rational) and isinstance(base, sympy.Expr):
+        _refuse_large_power(base, exponent)
     if isinstance(base, sympy.MatrixBase):
         if not (isinstance(exponent, sympy.Integer) and 0 < exponent <= 8):
             raise LatexError("matrix powers are limited to exponents 1..8")
@@ -90,6 +92,28 @@ def _power(base, exponent):
             result = _multiply(result, base)
         return result
     return _checked(sympy.Pow(base, exponent))
+
+
+def _refuse_large_power(base, exponent):
+    """sympy spreads a rational power over a product ((2x)^n is 2^n x^n, (c \\sqrt{2})^n is
+    c^n 2^{n/2}) and builds each rational factor's power exactly: each must fit MAX_BITS."""
+    if not (base.free_symbols or base.is_Rational) and abs(exponent.p) > MAX_EXPONENT:
+        raise LatexError("power too large to build")
+    for factor in sympy.Mul.make_args(base):
+        root, power = factor.as_base_exp()
+        if root.is_Rational and power.is_Rational and abs(root) != 1:
+            total, bits = power * exponent, max(root.p.bit_length(), root.q.bit_length())
+            if abs(total.p) * bits > MAX_BITS * total.q:
+                raise LatexError("power too large to build")
+
+
+def _refuse_large_exp(exponent):
+    """sympy's e^{...} turns c \\log b, anywhere in its exponent, into \\log b^c and e^{c \\log b}
+    into b^c (e^{\\pi (10^{9} \\log 2 + 1)} builds 2^{10^9}): guard each such power."""
+    for node in sympy.preorder_traversal(exponent):
+        for factor in node.args if node.is_Mul else ():
+            if isinstance(factor, sympy.log):
+                _refuse_large_power(factor.args[0], node.as_coeff_Mul()[0])
 
 
 def _factorial(value):
@@ -104,21 +128,56 @@ def _factorial(value):
     return _checked(sympy.factorial(value))
 
 
+def _gamma(value):
+    value = _scalar(value)
+    if isinstance(value, sympy.Integer):
+        if value <= 0:
+            raise LatexError("gamma at a pole (a non-positive integer)")
+        return _factorial(value - 1)
+    _refuse_large_gamma(value)
+    return _checked(sympy.gamma(value))
+
+
+def _refuse_large_gamma(value):
+    """sympy builds Γ(n) = (n - 1)! and Γ(n + 1/2) = (2n - 1)!! \\sqrt{\\pi} / 2^n exactly: refuse
+    a rational argument whose value would take more than MAX_BITS (about log2 Γ(|x|) + |x| bits)."""
+    size = abs(value) if isinstance(value, sympy.Rational) else 0
+    if size > MAX_BITS or size > 2 and math.lgamma(size) / math.log(2) + size > MAX_BITS:
+        raise LatexError("gamma too large to build")
+
+
 def _binomial(top, bottom):
     top, bottom = _scalar(top), _scalar(bottom)
-    if isinstance(top, sympy.Integer) and isinstance(bottom, sympy.Integer):
+    if isinstance(top, sympy.Integer) and isinstance(bottom, sympy.Integer) and top >= 0:
         n, k = int(top), int(bottom)
         if n > 2**60:
             raise LatexError("binomial too large to build")
-        if 0 <= k <= n:
-            k = min(k, n - k)
-            if (
-                k > 0
-                and (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
-                > MAX_BITS
-            ):
-                raise LatexError("binomial too large to build")
+        k = min(k, n - k)  # above 0 only when 0 < k < n
+        if k > 0 and math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) > _MAX_LOG:
+            raise LatexError("binomial too large to build")
+    elif isinstance(bottom, sympy.Integer) and isinstance(top, sympy.Rational) and bottom > 0:
+        # sympy multiplies out top (top - 1) ... (top - bottom + 1), of about this many bits
+        if int(bottom) * (abs(top.p) + int(bottom) * top.q).bit_length() > MAX_BITS:
+            raise LatexError("binomial too large to build")
+    elif isinstance(bottom, sympy.Integer) and isinstance(top, sympy.Expr) and top.is_number:
+        # ... and expands it: a polynomial in every constant of an irrational top (\\pi, \\sqrt{2})
+        if bottom > 1:
+            raise LatexError("binomial of an irrational or complex number")
+    elif isinstance(bottom, sympy.Expr) and bottom.is_number and isinstance(top, sympy.Expr):
+        # a non-integer bottom: sympy writes Γ(top + 1) / (Γ(bottom + 1) Γ(top - bottom + 1))
+        for argument in (top + 1, bottom + 1, top - bottom + 1):
+            _refuse_large_gamma(argument)
     return _checked(sympy.binomial(top, bottom))
+
+
+def _bounded(value, settled=numeric.known):
+    """A constant that is not a plain number gets through only if numeric.py settles it: sympy reads
+    a constant's sign or integer part to all its digits (|\\sin(e^{e^{30}})|: 10^13 of them), and
+    near an integer by simplify (the floor of (1 + \\sqrt{2})^{10^4} (1 - \\sqrt{2})^{10^4}: 7s)."""
+    if isinstance(value, sympy.Expr) and value.is_number and not value.is_Rational:
+        if not value.has(sympy.oo, -sympy.oo, sympy.zoo) and not settled(value):
+            raise LatexError("a number numeric.py cannot settle")
+    return value
 
 
 def _divide(numerator, denominator):
@@ -538,7 +597,8 @@ class _Parser:
             inner = self.sum()
             self.expect("\\rfloor" if token == "\\lfloor" else "\\rceil")
             self.leave()
-            return (sympy.floor if token == "\\lfloor" else sympy.ceiling)(_scalar(inner))
+            inner = _bounded(_scalar(inner), numeric.between_integers)
+            return (sympy.floor if token == "\\lfloor" else sympy.ceiling)(inner)
         if token in FUNCTIONS:
             return self.function(token)
         if token[1:] in GREEK:
@@ -559,7 +619,7 @@ class _Parser:
         self.enter()
         argument = _scalar(self.power())
         self.leave()
-        value = FUNCTIONS[token](argument)
+        value = _bounded(_GUARDED_FUNCTIONS.get(token, FUNCTIONS[token])(argument))
         if base is not None:
             value = _divide(value, sympy.log(_scalar(base)))
         if exponent is not None:
@@ -591,6 +651,10 @@ class _Parser:
             return sympy.Symbol("".join(words))
         self.position = start
         return self.group()
+
+
+# FUNCTIONS entries that can build exact numbers, routed through the guards above
+_GUARDED_FUNCTIONS = {"\\Gamma": _gamma, "\\exp": lambda argument: _power(sympy.E, argument)}
 
 
 def _letter(letter):

@@ -33,6 +33,9 @@ class Undefined(Exception):
 mp = mpmath.MPContext()
 mp.dps = DIGITS
 _MAX_MAGNITUDE_BITS = 33_000
+# mpmath's gamma (binomials too) takes seconds at 1000 digits and minutes at 9000, where
+# math_answer.py compares huge constants: beyond this precision they are undefined
+_MAX_GAMMA_DIGITS = 300
 _CONSTANTS = {
     sympy.pi: lambda: mp.pi,
     sympy.E: lambda: mp.e,
@@ -95,6 +98,8 @@ def value(expr, values):
             raise Undefined
         return (mp.floor if isinstance(expr, sympy.floor) else mp.ceil)(args[0])
     if isinstance(expr, sympy.binomial):
+        if mp.dps > _MAX_GAMMA_DIGITS:
+            raise Undefined
         return bounded(mp.binomial(*args))
     name = _NUMERIC_FUNCTIONS.get(expr.func)
     if name is None or len(args) != 1:
@@ -104,7 +109,7 @@ def value(expr, values):
         raise Undefined
     if name in ("sin", "cos", "tan", "sec", "csc", "cot") and abs(argument) > 10**100:
         raise Undefined  # argument reduction would need that many digits
-    if name in ("gamma", "factorial") and abs(argument) > 10**4:
+    if name in ("gamma", "factorial") and (abs(argument) > 10**4 or mp.dps > _MAX_GAMMA_DIGITS):
         raise Undefined
     if name == "log" and argument == 0:
         raise Undefined
@@ -117,6 +122,18 @@ def evaluate(expr, substitution):
         return value(expr, substitution)
     except (Undefined, ValueError, ZeroDivisionError, OverflowError, TypeError):
         return None
+
+
+def known(expr):
+    """Whether a constant has a value here: no pole, under about 2^33000."""
+    return evaluate(expr, {}) is not None
+
+
+def between_integers(expr):
+    """Whether a constant is real, under 10^15 and clearly (10^-10) between two integers: then its
+    floor and ceiling follow from a low-precision value."""
+    x = evaluate(expr, {})
+    return x is not None and mp.im(x) == 0 and abs(x) < 10**15 and abs(x - mp.nint(x)) > 1e-10
 
 
 def close(a, b, tolerance):

@@ -59,6 +59,9 @@ RULES = [
     (r"\binom{5}{2}", r"\boxed{10}", True),
     ("5!", r"\boxed{120}", True),
     ("5!", r"\boxed{24}", False),
+    (r"\Gamma(5)", r"\boxed{24}", True),
+    (r"\Gamma(\frac{1}{2})", r"\boxed{\sqrt{\pi}}", True),
+    (r"\Gamma(\frac{1}{2})", r"\boxed{\pi}", False),
     ("f(x)", r"\boxed{f(y)}", False),
     # thousands separators
     ("1000", r"\boxed{1,000}", True),
@@ -197,6 +200,15 @@ def test_gsm8k_and_bare_numbers():
         (r"2^3^2", sympy.Integer(512)),  # right-associative
         (r"-2^2", sympy.Integer(-4)),
         (r"\binom{6}{3}", sympy.Integer(20)),
+        (r"\binom{\frac{1}{2}}{3}", sympy.Rational(1, 16)),
+        (r"\binom{-3}{2}", sympy.Integer(6)),
+        (r"\binom{10}{\frac{1}{2}}", sympy.Rational(524288, 46189) / sympy.pi),
+        (r"\Gamma(5)", sympy.Integer(24)),
+        (r"\Gamma(\frac{1}{2})", sympy.sqrt(sympy.pi)),
+        (r"\Gamma(-\frac{1}{2})", -2 * sympy.sqrt(sympy.pi)),
+        (r"\exp(2 \log 3)", sympy.Integer(9)),
+        (r"(2x)^{3}", 8 * sympy.Symbol("x") ** 3),
+        (r"\lfloor 10^{10} \pi \rfloor", sympy.Integer(31415926535)),
         (r"\left| -3 \right|", sympy.Integer(3)),
         (r"\lfloor 2.5 \rfloor", sympy.Integer(2)),
         (r"3 \cdot 4 \div 6", sympy.Integer(2)),
@@ -234,8 +246,63 @@ def test_parser_refuses_before_building(text):
         latex.parse(text)
 
 
+# Exact values sympy builds behind a special function, a product or e^{\log}, and constants it
+# reads to all their digits: most took 5 s to minutes before their guards (\Gamma(0) is a pole,
+# \exp(10^{10}) is refused like e^{10^{10}}).
+@pytest.mark.parametrize(
+    "text",
+    [
+        r"\Gamma(10^{6})",
+        r"\Gamma(10^{6}+\frac{1}{2})",
+        r"\Gamma(\frac{10^{7}}{2})",
+        r"\Gamma(\Gamma(\Gamma(5)))",
+        r"\Gamma(10^{10})",
+        r"\Gamma(-10^{6}+\frac{1}{2})",
+        r"\Gamma(0)",  # a pole
+        r"\binom{\frac{1}{2}}{30000}",
+        r"\binom{-10^{6}}{500000}",
+        r"\binom{-1}{10^{18}}",
+        r"\binom{10^{6}}{\frac{1}{2}}",
+        r"\binom{\pi}{200}",  # a polynomial in \pi
+        r"(2x)^{1000000000}",
+        r"(\sqrt[3]{2}x)^{1000000000}",
+        r"(2^{30000}\pi)^{9999}",
+        r"\exp(1000000000\log 2)",
+        r"e^{1000000000\log 2+1}",
+        r"e^{\pi (1000000000\log 2+1)}",
+        r"\exp(10^{10})",
+        r"e^{\begin{pmatrix}a&b&c\\d&e&f\\g&h&k\end{pmatrix}}",
+        r"\lfloor \exp(10^{7}) \rfloor",
+        r"\lfloor e^{e^{20}} \rfloor",
+        r"\lfloor (1+\sqrt{2})^{10000}(1-\sqrt{2})^{10000} \rfloor",
+        r"\left|\sin(e^{e^{30}})\right|",
+        r"\left|\sin(\sinh(10^{9}))\right|",
+        r"0^{\sin(\exp(10^{10}))}",
+    ],
+)
+def test_parser_refuses_special_values_before_building(text):
+    with pytest.raises(latex.LatexError):
+        latex.parse(text)
+
+
+def test_hostile_special_values_are_not_equal():
+    for pred in [
+        r"\boxed{\Gamma(10^{6})}",
+        r"\boxed{\Gamma(10^{6}+\frac{1}{2})}",
+        r"\boxed{\Gamma(\frac{10^{7}}{2})}",
+        r"\boxed{\Gamma(\Gamma(\Gamma(5)))}",
+        r"\boxed{\Gamma(10^{10})}",
+        r"\boxed{\binom{\frac{1}{2}}{30000}}",
+    ]:
+        assert verify("1", pred) is False, pred
+    # mpmath's gamma at the 9,000 digits this comparison asks for took minutes
+    assert not verify(r"2^{30000}\Gamma(\frac{1}{3})", r"$2^{30000}\Gamma(\frac{1}{3}) + 1$")
+
+
 def test_parser_builds_large_but_bounded_numbers():
     assert latex.parse(r"2006!") == sympy.factorial(2006)
+    assert latex.parse(r"\Gamma(2007)") == sympy.factorial(2006)
+    assert latex.parse(r"\binom{\frac{1}{2}}{3000}") == sympy.binomial(sympy.Rational(1, 2), 3000)
     assert latex.parse(r"2^{2^{4}}") == 2**16
 
 

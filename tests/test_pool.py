@@ -52,6 +52,8 @@ def hostile_answers(sentinel=SENTINEL):
         "\\boxed{(10^{6})!}",  # huge factorials
         "\\boxed{((3!)!)!!}",
         "\\boxed{\\binom{10^{6}}{500000}}",
+        "\\boxed{\\Gamma(10^{6}+\\frac{1}{2})}",  # exact values of special functions
+        "\\boxed{\\binom{\\frac{1}{2}}{30000}}",
         "\\boxed{\\sin(10^{1000})}",
         "\\boxed{\\frac{1}{0}}",
         run,  # code under eval
