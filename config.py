@@ -479,7 +479,7 @@ def active_phase(cfg: Config, step: int) -> dict:
 # every numeric field's allowed range: (test, what the message says); checked when it is loaded
 POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
 AT_LEAST_1, PROBABILITY = (lambda v: v >= 1, ">= 1"), (lambda v: 0 < v <= 1, "in (0, 1]")
-SEED = (lambda v: 0 <= v < 2**63, "in [0, 2**63)")  # an int64; random.seed(-s) is random.seed(s)
+SEED = (lambda v: 0 <= v < 2**32, "in [0, 2**32)")  # rollout.combine_seeds keeps 32 bits
 RANGES = {
     "run.checkpoint_every": AT_LEAST_1,
     "run.keep_checkpoints": (lambda v: v >= 0, ">= 0 (0 keeps every one)"),

@@ -131,7 +131,8 @@ def test_help_lists_every_field_with_its_docstring():
         ("rl.old_logprobs", "cached", "rl.old_logprobs 'cached' must be one of recompute, sampler"),
         ("run.name", "{a: [b", "--run.name '{a: [b' is not valid YAML"),
         ("run.seed", "99999999999999999999999", "run.seed=99999999999999999999999 is out of range"),
-        ("run.seed", "-1", "run.seed=-1 is out of range: it must be in [0, 2**63)"),
+        ("run.seed", "-1", "run.seed=-1 is out of range: it must be in [0, 2**32)"),
+        ("run.seed", str(2**32), f"run.seed={2**32} is out of range"),  # = seed 0's samples
         ("task.seed", str(2**63), f"task.seed={2**63} is out of range"),
         ("run.seed", "1" + "0" * 400, "run.seed=1000"),  # too large for a float: a range error
         ("eval.ks", "[true]", "eval.ks must be int, got True"),
