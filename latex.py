@@ -7,21 +7,22 @@ Sympy objects are built only from our own parse tree; model text never reaches s
 parse_expr, parse_latex or eval.
 
 Bounds (model text is untrusted): answers longer than MAX_CHARS (latex_tokens.py) or nested deeper
-than MAX_DEPTH are refused; integer literals, powers, factorials, binomials and Γ values whose exact
-value would exceed MAX_BITS are refused *before* they are built (9^9^9^9 is never evaluated), and so
-are constants numeric.py cannot bound where sympy would evaluate them to all their digits (floor,
-functions). Every refusal is a LatexError; the caller treats it as "cannot parse".
+than MAX_DEPTH are refused, and so are number literals over MAX_LITERAL_DIGITS; every power,
+product, factorial, binomial and Γ value goes through latex_bounds.py, which refuses exact values
+too large to build *before* they are built (9^9^9^9 is never evaluated), and constants numeric.py
+cannot bound where sympy would evaluate them to all their digits (floor, functions). Every refusal
+is a LatexError; the caller treats it as "cannot parse".
 
 Deliberately left out: sums, integrals, limits and derivatives as answers; units (math_answer.py
 drops them before parsing); a general LaTeX grammar. A letter followed by "(" is a product
 ("f(x)" is f*x), which is enough to tell f(x) from f(y).
 """
 
-import math
 from collections import namedtuple
 
 import sympy
 
+import latex_bounds as bounds
 import numeric
 from latex_tokens import (
     FUNCTIONS,
@@ -34,14 +35,11 @@ from latex_tokens import (
 )
 
 MAX_DEPTH = 40  # nesting of brackets, powers and unary signs
-MAX_BITS = 65_536  # largest exact number we build (about 19,700 digits; 2006! fits)
 MAX_LITERAL_DIGITS = 1_000  # longest number literal
-MAX_EXPONENT = 10_000  # largest integer power of a non-rational number (sqrt(2)^10^9 is 2^(5*10^8))
-_MAX_LOG = MAX_BITS * math.log(2)
 
 
 # Values besides plain sympy expressions. Items of containers are values themselves.
-Decimal = namedtuple("Decimal", "value places significant")  # a bare decimal literal such as 2.6667
+Decimal = bounds.Decimal  # a bare decimal literal such as 2.6667 (arithmetic sees its value)
 Tuple = namedtuple("Tuple", "items brackets")  # (1, 2), \langle 1, 2 \rangle, [1, 2, 3]
 SetOf = namedtuple("SetOf", "items")  # \{1, 2\}: order-free
 AnswerList = namedtuple("AnswerList", "items")  # "1, 2" or "1 and 2": order-free
@@ -49,159 +47,6 @@ Alternatives = namedtuple("Alternatives", "items")  # 1 \pm \sqrt{2}: both value
 Interval = namedtuple("Interval", "lo hi lo_closed hi_closed")
 Union = namedtuple("Union", "parts")
 Relation = namedtuple("Relation", "ops parts")  # a = b = c, 1 < x <= 2, x \in S
-
-
-# ----------------------------------------------------------------------------------------------
-# Guarded arithmetic: refuse exact numbers beyond MAX_BITS before building them.
-
-
-def _checked(value):
-    if (
-        isinstance(value, sympy.Rational)
-        and max(value.p.bit_length(), value.q.bit_length()) > MAX_BITS
-    ):
-        raise LatexError(f"number larger than {MAX_BITS} bits")
-    return value
-
-
-def _scalar(value):
-    if isinstance(value, int):
-        return sympy.Integer(value)
-    if isinstance(value, Decimal):
-        return value.value
-    if not isinstance(value, (sympy.Expr, sympy.MatrixBase)):
-        raise LatexError(f"expected a number or expression, got {type(value).__name__}")
-    return value
-
-
-def _power(base, exponent):
-    base, exponent = _scalar(base), _scalar(exponent)
-    if base == 0 and isinstance(exponent, sympy.Expr) and exponent.is_negative:
-        raise LatexError("division by zero")
-    if isinstance(exponent, sympy.MatrixBase):  # e^M: a matrix exponential, unbounded symbolically
-        raise LatexError("a matrix as an exponent")
-    if base is sympy.E:
-        _refuse_large_exp(exponent)
-    if isinstance(exponent, sympy.Rational) and isinstance(base, sympy.Expr):
-        _refuse_large_power(base, exponent)
-    if isinstance(base, sympy.MatrixBase):
-        if not (isinstance(exponent, sympy.Integer) and 0 < exponent <= 8):
-            raise LatexError("matrix powers are limited to exponents 1..8")
-        result = base
-        for _ in range(int(exponent) - 1):
-            result = _multiply(result, base)
-        return result
-    return _checked(sympy.Pow(base, exponent))
-
-
-def _refuse_large_power(base, exponent):
-    """sympy spreads a rational power over a product ((2x)^n is 2^n x^n, (c \\sqrt{2})^n is
-    c^n 2^{n/2}) and builds each rational factor's power exactly: each must fit MAX_BITS."""
-    if not (base.free_symbols or base.is_Rational) and abs(exponent.p) > MAX_EXPONENT:
-        raise LatexError("power too large to build")
-    for factor in sympy.Mul.make_args(base):
-        root, power = factor.as_base_exp()
-        if root.is_Rational and power.is_Rational and abs(root) != 1:
-            total, bits = power * exponent, max(root.p.bit_length(), root.q.bit_length())
-            if abs(total.p) * bits > MAX_BITS * total.q:
-                raise LatexError("power too large to build")
-
-
-def _refuse_large_exp(exponent):
-    """sympy's e^{...} turns c \\log b, anywhere in its exponent, into \\log b^c and e^{c \\log b}
-    into b^c (e^{\\pi (10^{9} \\log 2 + 1)} builds 2^{10^9}): guard each such power."""
-    for node in sympy.preorder_traversal(exponent):
-        for factor in node.args if node.is_Mul else ():
-            if isinstance(factor, sympy.log):
-                _refuse_large_power(factor.args[0], node.as_coeff_Mul()[0])
-
-
-def _factorial(value):
-    value = _scalar(value)
-    if isinstance(value, sympy.Integer):
-        if value < 0:
-            raise LatexError("factorial of a negative integer")
-        if value > MAX_BITS or value > 2 and math.lgamma(int(value) + 1) / math.log(2) > MAX_BITS:
-            raise LatexError("factorial too large to build")
-    elif value.is_number and not value.free_symbols:
-        raise LatexError("factorial of a non-integer number")
-    return _checked(sympy.factorial(value))
-
-
-def _gamma(value):
-    value = _scalar(value)
-    if isinstance(value, sympy.Integer):
-        if value <= 0:
-            raise LatexError("gamma at a pole (a non-positive integer)")
-        return _factorial(value - 1)
-    _refuse_large_gamma(value)
-    return _checked(sympy.gamma(value))
-
-
-def _refuse_large_gamma(value):
-    """sympy builds Γ(n) = (n - 1)! and Γ(n + 1/2) = (2n - 1)!! \\sqrt{\\pi} / 2^n exactly: refuse
-    a rational argument whose value would take more than MAX_BITS (about log2 Γ(|x|) + |x| bits)."""
-    size = abs(value) if isinstance(value, sympy.Rational) else 0
-    if size > MAX_BITS or size > 2 and math.lgamma(size) / math.log(2) + size > MAX_BITS:
-        raise LatexError("gamma too large to build")
-
-
-def _binomial(top, bottom):
-    top, bottom = _scalar(top), _scalar(bottom)
-    if isinstance(top, sympy.Integer) and isinstance(bottom, sympy.Integer) and top >= 0:
-        n, k = int(top), int(bottom)
-        if n > 2**60:
-            raise LatexError("binomial too large to build")
-        k = min(k, n - k)  # above 0 only when 0 < k < n
-        if k > 0 and math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) > _MAX_LOG:
-            raise LatexError("binomial too large to build")
-    elif isinstance(bottom, sympy.Integer) and isinstance(top, sympy.Rational) and bottom > 0:
-        # sympy multiplies out top (top - 1) ... (top - bottom + 1), of about this many bits
-        if int(bottom) * (abs(top.p) + int(bottom) * top.q).bit_length() > MAX_BITS:
-            raise LatexError("binomial too large to build")
-    elif isinstance(bottom, sympy.Integer) and isinstance(top, sympy.Expr) and top.is_number:
-        # ... and expands it: a polynomial in every constant of an irrational top (\\pi, \\sqrt{2})
-        if bottom > 1:
-            raise LatexError("binomial of an irrational or complex number")
-    elif isinstance(bottom, sympy.Expr) and bottom.is_number and isinstance(top, sympy.Expr):
-        # a non-integer bottom: sympy writes Γ(top + 1) / (Γ(bottom + 1) Γ(top - bottom + 1))
-        for argument in (top + 1, bottom + 1, top - bottom + 1):
-            _refuse_large_gamma(argument)
-    return _checked(sympy.binomial(top, bottom))
-
-
-def _bounded(value, settled=numeric.known):
-    """A constant that is not a plain number gets through only if numeric.py settles it: sympy reads
-    a constant's sign or integer part to all its digits (|\\sin(e^{e^{30}})|: 10^13 of them), and
-    near an integer by simplify (the floor of (1 + \\sqrt{2})^{10^4} (1 - \\sqrt{2})^{10^4}: 7s)."""
-    if isinstance(value, sympy.Expr) and value.is_number and not value.is_Rational:
-        if not value.has(sympy.oo, -sympy.oo, sympy.zoo) and not settled(value):
-            raise LatexError("a number numeric.py cannot settle")
-    return value
-
-
-def _divide(numerator, denominator):
-    numerator, denominator = _scalar(numerator), _scalar(denominator)
-    if denominator == 0:
-        raise LatexError("division by zero")
-    if isinstance(denominator, sympy.MatrixBase):
-        raise LatexError("division by a matrix")
-    return _checked(numerator * sympy.Pow(denominator, -1))
-
-
-def _multiply(left, right):
-    left, right = _scalar(left), _scalar(right)
-    if isinstance(left, sympy.MatrixBase) and isinstance(right, sympy.MatrixBase):
-        # symbolic matrix products grow without bound (M^16 of a 20x20 matrix): numbers only
-        if left.free_symbols or right.free_symbols or max(left.shape + right.shape) > 10:
-            raise LatexError("matrix products are limited to numeric matrices up to 10x10")
-        if left.shape[1] != right.shape[0]:
-            raise LatexError("matrix shapes do not match")
-        product = left * right
-        for entry in product:
-            _checked(entry)
-        return product
-    return _checked(left * right)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,8 +167,8 @@ class _Parser:
         while True:
             term = self.term()
             if sign != 1 or total is not None:
-                term = _multiply(sign, term) if sign != 1 else _scalar(term)
-                total = term if total is None else _checked(_scalar(total) + term)
+                term = bounds.multiply(sign, term) if sign != 1 else bounds.scalar(term)
+                total = term if total is None else bounds.checked(bounds.scalar(total) + term)
             else:
                 total = term
             if self.peek() not in ("+", "-", "\\pm", "\\mp"):
@@ -343,9 +188,11 @@ class _Parser:
             if token in ("*", "/", ":"):
                 self.take()
                 right = self.signed()
-                value = _multiply(value, right) if token == "*" else _divide(value, right)
+                value = (
+                    bounds.multiply(value, right) if token == "*" else bounds.divide(value, right)
+                )
             elif self.starts_atom():
-                value = _multiply(value, self.power())
+                value = bounds.multiply(value, self.power())
             else:
                 return value
 
@@ -387,7 +234,7 @@ class _Parser:
             self.enter()
             value = self.signed()
             self.leave()
-            return _multiply(-1, value) if sign == "-" else value
+            return bounds.multiply(-1, value) if sign == "-" else value
         return self.power()
 
     def power(self):
@@ -399,9 +246,9 @@ class _Parser:
         exponent = self.exponent()
         if self.peek() == "^":  # a^b^c = a^(b^c)
             self.take()
-            exponent = _power(exponent, self.exponent())
+            exponent = bounds.power(exponent, self.exponent())
         self.leave()
-        return _power(base, exponent)
+        return bounds.power(base, exponent)
 
     def exponent(self):
         if self.peek() == "{":
@@ -416,7 +263,7 @@ class _Parser:
             token = self.peek()
             if token == "!":
                 self.take()
-                value = _factorial(value)
+                value = bounds.factorial(value)
             elif token == "'" and isinstance(value, sympy.Symbol):
                 self.take()
                 value = sympy.Symbol(f"{value.name}'")
@@ -441,7 +288,7 @@ class _Parser:
             digits, radix = str(base), int(text)
             if 2 <= radix <= 36:
                 try:
-                    return _checked(sympy.Integer(int(digits, radix)))
+                    return bounds.checked(sympy.Integer(int(digits, radix)))
                 except ValueError:
                     raise LatexError(f"{digits} is not a base-{radix} number") from None
         if isinstance(base, sympy.Symbol):
@@ -461,7 +308,7 @@ class _Parser:
     def argument(self):
         """A command argument: {group} or one character (\\frac12, \\sqrt3)."""
         if self.peek() == "{":
-            return _scalar(self.group())
+            return bounds.scalar(self.group())
         return self.atom(single_character=True)
 
     def atom(self, single_character=False):
@@ -489,7 +336,7 @@ class _Parser:
             self.abs_depth -= 1
             self.expect("|")
             self.leave()
-            return sympy.Abs(_scalar(inner))
+            return sympy.Abs(bounds.scalar(inner))
         if kind == "begin":
             return self.matrix()
         if kind == "command":
@@ -546,7 +393,7 @@ class _Parser:
         rows, row = [], []
         self.enter()
         while self.peek_kind() != "end":
-            row.append(_scalar(self.sum()))
+            row.append(bounds.scalar(self.sum()))
             token = self.peek()
             if token == "&":
                 self.take()
@@ -575,17 +422,17 @@ class _Parser:
         token = self.take()
         if token == "\\frac":
             numerator = self.argument()
-            return _divide(numerator, self.argument())
+            return bounds.divide(numerator, self.argument())
         if token == "\\sqrt":
             if self.peek() == "[":
                 self.take()
                 index = self.sum()
                 self.expect("]")
-                return _power(self.argument(), _divide(1, index))
-            return _power(self.argument(), sympy.Rational(1, 2))
+                return bounds.power(self.argument(), bounds.divide(1, index))
+            return bounds.power(self.argument(), sympy.Rational(1, 2))
         if token == "\\binom":
             top = self.argument()
-            return _binomial(top, self.argument())
+            return bounds.binomial(top, self.argument())
         if token == "\\pi":
             return sympy.pi
         if token == "\\infty":
@@ -597,7 +444,7 @@ class _Parser:
             inner = self.sum()
             self.expect("\\rfloor" if token == "\\lfloor" else "\\rceil")
             self.leave()
-            inner = _bounded(_scalar(inner), numeric.between_integers)
+            inner = bounds.bounded(bounds.scalar(inner), numeric.between_integers)
             return (sympy.floor if token == "\\lfloor" else sympy.ceiling)(inner)
         if token in FUNCTIONS:
             return self.function(token)
@@ -617,18 +464,18 @@ class _Parser:
             self.take()
             exponent = self.exponent()
         self.enter()
-        argument = _scalar(self.power())
+        argument = bounds.scalar(self.power())
         self.leave()
-        value = _bounded(_GUARDED_FUNCTIONS.get(token, FUNCTIONS[token])(argument))
+        value = bounds.bounded(_GUARDED_FUNCTIONS.get(token, FUNCTIONS[token])(argument))
         if base is not None:
-            value = _divide(value, sympy.log(_scalar(base)))
+            value = bounds.divide(value, sympy.log(bounds.scalar(base)))
         if exponent is not None:
             if exponent == -1 and token in ("\\sin", "\\cos", "\\tan"):
                 value = {"\\sin": sympy.asin, "\\cos": sympy.acos, "\\tan": sympy.atan}[token](
                     argument
                 )
             else:
-                value = _power(value, exponent)
+                value = bounds.power(value, exponent)
         return value
 
     def wrapper(self):
@@ -653,8 +500,11 @@ class _Parser:
         return self.group()
 
 
-# FUNCTIONS entries that can build exact numbers, routed through the guards above
-_GUARDED_FUNCTIONS = {"\\Gamma": _gamma, "\\exp": lambda argument: _power(sympy.E, argument)}
+# FUNCTIONS entries that can build exact numbers, routed through latex_bounds.py
+_GUARDED_FUNCTIONS = {
+    "\\Gamma": bounds.gamma,
+    "\\exp": lambda argument: bounds.power(sympy.E, argument),
+}
 
 
 def _letter(letter):
