@@ -466,7 +466,8 @@ class _Parser:
         self.enter()
         argument = bounds.scalar(self.power())
         self.leave()
-        value = bounds.bounded(_GUARDED_FUNCTIONS.get(token, FUNCTIONS[token])(argument))
+        value = _GUARDED_FUNCTIONS.get(token, FUNCTIONS[token])(argument)
+        value = bounds.bounded(bounds.refuse_slow_exp(value))  # \sin(iz) is i \sinh z
         if base is not None:
             value = bounds.divide(value, sympy.log(bounds.scalar(base)))
         if exponent is not None:

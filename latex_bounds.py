@@ -11,6 +11,9 @@ here that refuses it (LatexError) *before* sympy builds it when its exact value 
   2^{5 \\cdot 10^{8}}), so sympy never multiplies out a huge power of a constant;
 - bounded(): a constant that is not a plain number only if numeric.py can settle it, so sympy never
   reads its sign or integer part to all its digits;
+- MAX_EXP_DEGREE, MAX_HYPERBOLIC_WEIGHT: no e^z, \\sinh z, \\cosh z, \\tanh z (or reciprocal) of
+  a high power of a symbolic z, so sympy never expands (a + ib)^n when it asks whether they are real
+  or positive (for |.|, floor, \\log, factorials, binomials);
 - matrices: products of numeric matrices up to 10x10 and powers 1..8 only, so no symbolic matrix
   product grows without bound.
 """
@@ -19,6 +22,7 @@ import math
 from collections import namedtuple
 
 import sympy
+from sympy.functions.elementary.hyperbolic import HyperbolicFunction
 
 import numeric
 from latex_tokens import LatexError
@@ -26,6 +30,8 @@ from latex_tokens import LatexError
 MAX_BITS = 65_536  # largest exact number we build (about 19,700 digits; 2006! fits)
 MAX_EXPONENT = 10_000  # largest integer power of a non-rational number (sqrt(2)^10^9 is 2^(5*10^8))
 _MAX_LOG = MAX_BITS * math.log(2)
+MAX_EXP_DEGREE = 64  # total degree of the powers in an e^z: |e^{x^{64}}| takes 0.2 s
+MAX_HYPERBOLIC_WEIGHT = 8  # ... in a \cosh z, each times its base's symbols: 0.7 s at most
 
 # A bare decimal literal such as 2.6667: latex.py keeps its written precision, arithmetic its value
 Decimal = namedtuple("Decimal", "value places significant")
@@ -69,7 +75,28 @@ def power(base, exponent):
         for _ in range(int(exponent) - 1):
             result = multiply(result, base)
         return result
-    return checked(sympy.Pow(base, exponent))
+    return refuse_slow_exp(checked(sympy.Pow(base, exponent)))
+
+
+def refuse_slow_exp(value):
+    """sympy asks whether e^z or \\cosh z (\\sinh, \\tanh, their reciprocals, and \\cos(iz) is
+    \\cosh z) is real or positive whenever |.|, floor, \\log, a factorial or a binomial wraps it, by
+    splitting z into real and imaginary parts: each power w^n of z becomes the n + 1 terms of
+    (a + ib)^n, expanded at about n^3 cost (|e^{x^{1000}}|: minutes), and for the hyperbolic ones
+    z's imaginary part then goes through a polynomial gcd in two variables per symbol
+    (\\lfloor\\cosh((a+b+c+d+f+g+h+k)^4)\\rfloor: minutes). Refuse them before anything asks."""
+    if not isinstance(value, sympy.Basic):
+        return value
+    for node in value.atoms(sympy.exp, HyperbolicFunction):
+        powers = [p for p in node.args[0].atoms(sympy.Pow) if p.exp.is_Rational]
+        if isinstance(node, sympy.exp):
+            if sum(abs(p.exp.p) for p in powers) > MAX_EXP_DEGREE:
+                raise LatexError("e^z of too high a power to settle")
+        elif sum(abs(p.exp.p) * max(1, len(p.base.free_symbols)) for p in powers) > (
+            MAX_HYPERBOLIC_WEIGHT
+        ):
+            raise LatexError("hyperbolic function of too high a power to settle")
+    return value
 
 
 def _refuse_large_power(base, exponent):

@@ -286,6 +286,50 @@ def test_parser_refuses_special_values_before_building(text):
         latex.parse(text)
 
 
+# e^z and the hyperbolic functions of a high power (or a power of a long sum) of a symbolic z: sympy
+# asks whether they are real or positive (for |.|, floor, \log, factorials, binomials) by expanding
+# z's real and imaginary parts, (a + ib)^n, and a polynomial gcd of the result: minutes, before
+# their guard (each of these ran past 10 s).
+SLOW_EXP_CASES = [
+    r"\left|\cosh(x^{200})\right|",
+    r"\lfloor\sinh(x^{1000})\rfloor",
+    r"\left|e^{x^{1000}}\right|",
+    r"e^{(\sinh(x^{9999}))!}",
+    r"\lceil\tanh(x^{1000})\rceil",
+    r"\log(\cosh(x^{1000}))",
+    r"\binom{\sinh(x^{1000})}{2}",
+    r"\left|e^{(x+1)^{1000}}\right|",
+    r"\left|e^{\frac{1}{x^{1000}}}\right|",
+    r"\left|e^{(x^{10})^{100}}\right|",
+    r"\left|e^{(1+\pi i)^{1000}}\right|",
+    r"\left|\cos(ix^{1000})\right|",  # \cosh(x^{1000})
+    r"\left|\sin(ix^{1000})\right|",  # i \sinh(x^{1000})
+    r"\left|\sec(ix^{1000})\right|",  # \operatorname{sech}(x^{1000})
+    r"\lfloor\cosh((a+b+c+d+f+g+h+k)^{4})\rfloor",
+    r"\lfloor\cosh(\frac{1}{(a+b+c+d)^{4}})\rfloor",
+]
+
+
+@pytest.mark.parametrize("text", SLOW_EXP_CASES)
+def test_parser_refuses_exp_and_hyperbolic_functions_of_high_powers(text):
+    with pytest.raises(latex.LatexError):
+        latex.parse(text)
+
+
+def test_exp_and_hyperbolic_functions_of_ordinary_arguments_still_parse():
+    x = sympy.Symbol("x")
+    assert latex.parse(r"e^{x^2}") == sympy.exp(x**2)
+    assert latex.parse(r"\cosh(2x)") == sympy.cosh(2 * x)
+    assert latex.parse(r"|e^{ix}|") == sympy.Abs(sympy.exp(sympy.I * x))
+    assert latex.parse(r"\sinh(x)^3") == sympy.sinh(x**3)  # the argument is (x)^3
+    assert latex.parse(r"\sinh^{3}(x)") == sympy.sinh(x) ** 3
+    assert latex.parse(r"\left|e^{x^{64}}\right|") == sympy.Abs(sympy.exp(x**64))
+    assert latex.parse(r"e^{-(x^2+y^2+z^2)}") is not None
+    assert latex.parse(r"\lfloor\cosh(x^{8})\rfloor") == sympy.floor(sympy.cosh(x**8))
+    assert verify(r"\cosh(2x)", r"\boxed{\frac{e^{2x}+e^{-2x}}{2}}")
+    assert not verify(r"\cosh(2x)", r"\boxed{\sinh(2x)}")
+
+
 def test_hostile_special_values_are_not_equal():
     for pred in [
         r"\boxed{\Gamma(10^{6})}",
@@ -294,7 +338,7 @@ def test_hostile_special_values_are_not_equal():
         r"\boxed{\Gamma(\Gamma(\Gamma(5)))}",
         r"\boxed{\Gamma(10^{10})}",
         r"\boxed{\binom{\frac{1}{2}}{30000}}",
-    ]:
+    ] + ["\\boxed{" + text + "}" for text in SLOW_EXP_CASES]:
         assert verify("1", pred) is False, pred
     # mpmath's gamma at the 9,000 digits this comparison asks for took minutes
     assert not verify(r"2^{30000}\Gamma(\frac{1}{3})", r"$2^{30000}\Gamma(\frac{1}{3}) + 1$")

@@ -55,6 +55,7 @@ def hostile_answers(sentinel=SENTINEL):
         "\\boxed{\\Gamma(10^{6}+\\frac{1}{2})}",  # exact values of special functions
         "\\boxed{\\binom{\\frac{1}{2}}{30000}}",
         "\\boxed{\\sin(10^{1000})}",
+        "\\boxed{\\left|\\cosh(x^{200})\\right|}",  # sympy expands (a + ib)^200 to ask its sign
         "\\boxed{\\frac{1}{0}}",
         run,  # code under eval
         f"\\boxed{{{run}}}",
