@@ -464,7 +464,9 @@ class _Parser:
             self.take()
             exponent = self.exponent()
         self.enter()
-        argument = bounds.scalar(self.power())
+        # \sin(x)^2 is (\sin x)^2: an argument in brackets ends there, and the caller's power and
+        # postfix apply to the value; \sin x^2 is \sin(x^2)
+        argument = bounds.scalar(self.atom() if self.peek() == "(" else self.power())
         self.leave()
         value = _GUARDED_FUNCTIONS.get(token, FUNCTIONS[token])(argument)
         value = bounds.bounded(bounds.refuse_slow_exp(value))  # \sin(iz) is i \sinh z

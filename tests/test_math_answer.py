@@ -316,12 +316,25 @@ def test_parser_refuses_exp_and_hyperbolic_functions_of_high_powers(text):
         latex.parse(text)
 
 
+def test_a_power_after_a_functions_brackets_raises_its_value():
+    r"""\sin(x)^2 is (\sin x)^2, as written in textbooks and read by Math-Verify; it was read as
+    \sin(x^2), so \sin(x)^2 matched a gold \sin(x^2) and missed \sin^2(x)."""
+    x, y = sympy.symbols("x y")
+    assert latex.parse(r"\sin(x)^2") == sympy.sin(x) ** 2 == latex.parse(r"\sin^2(x)")
+    assert latex.parse(r"\sin x^2") == sympy.sin(x**2)  # no brackets: the power is the argument's
+    assert sympy.simplify(latex.parse(r"\log_2(8)^2")) == 9
+    assert latex.parse(r"\sin(x)(y)") == sympy.sin(x) * y
+    assert verify(r"\sin^2(x)", r"\boxed{\sin(x)^2}")
+    assert not verify(r"\sin(x^2)", r"\boxed{\sin(x)^2}")
+    assert verify("1", r"\boxed{\sin(2x)^2+\cos(2x)^2}")
+
+
 def test_exp_and_hyperbolic_functions_of_ordinary_arguments_still_parse():
     x = sympy.Symbol("x")
     assert latex.parse(r"e^{x^2}") == sympy.exp(x**2)
     assert latex.parse(r"\cosh(2x)") == sympy.cosh(2 * x)
     assert latex.parse(r"|e^{ix}|") == sympy.Abs(sympy.exp(sympy.I * x))
-    assert latex.parse(r"\sinh(x)^3") == sympy.sinh(x**3)  # the argument is (x)^3
+    assert latex.parse(r"\sinh(x)^3") == sympy.sinh(x) ** 3
     assert latex.parse(r"\sinh^{3}(x)") == sympy.sinh(x) ** 3
     assert latex.parse(r"\left|e^{x^{64}}\right|") == sympy.Abs(sympy.exp(x**64))
     assert latex.parse(r"e^{-(x^2+y^2+z^2)}") is not None
