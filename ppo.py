@@ -27,7 +27,8 @@ import torch
 import advantage
 import distributed
 import reward
-from config import Config, active_phase, reward_options
+from config import Config, reward_options
+from config_checks import active_phase
 from rollout import Rollout, combine_seeds, concat_rollouts, generate, micro_slices, sequences_batch
 
 

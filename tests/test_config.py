@@ -12,6 +12,7 @@ import torch
 
 import build
 import config
+import config_checks
 import study_plan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,6 +151,8 @@ def test_help_lists_every_field_with_its_docstring():
         ("run.name", "a/../../b", "run.name 'a/../../b' must be a folder"),
         ("run.name", "_warmstart", "run.name '_warmstart' must be a folder"),
         ("run.name", ".x", "run.name '.x' must be a folder"),
+        ("model.lora_targets", "[1]", "model.lora_targets must be module names, got [1]"),
+        ("model.lora_targets", "['']", "model.lora_targets must be module names"),
     ],
 )
 def test_every_value_is_checked_when_the_config_is_loaded(key, value, words, tmp_path):
@@ -166,8 +169,8 @@ def test_every_numeric_field_has_a_declared_range():
         for key, value in fields.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }
-    unranged = numeric - set(config.RANGES)
-    assert not unranged, f"add these fields to config.RANGES: {sorted(unranged)}"
+    unranged = numeric - set(config_checks.RANGES)
+    assert not unranged, f"add these fields to config_checks.RANGES: {sorted(unranged)}"
 
 
 @pytest.mark.parametrize("base", ["5", "[tiny.yaml]", "false"])
