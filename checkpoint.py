@@ -577,15 +577,8 @@ def recipe_differences(checkpoints: list[str]) -> list[str]:
     flat = []
     for path in checkpoints:
         with open(os.path.join(path, "config.yaml")) as f:
-            sections = yaml.safe_load(f) or {}
-        flat.append(
-            {
-                f"{section}.{key}": json.dumps(value, sort_keys=True)
-                for section, fields in sections.items()
-                if isinstance(fields, dict)
-                for key, value in fields.items()
-            }
-        )
+            settings = flatten(yaml.safe_load(f) or {})
+        flat.append({key: json.dumps(value, sort_keys=True) for key, value in settings.items()})
     keys = sorted(set().union(*flat) - set(NOT_RECIPE))
     return [key for key in keys if len({values.get(key) for values in flat}) > 1]
 
