@@ -11,7 +11,7 @@ import os
 
 import advantage
 import distributed
-from checkpoint import resolve_checkpoint
+from checkpoint import flatten, resolve_checkpoint
 
 
 class ConfigError(ValueError):
@@ -135,11 +135,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 def check_ranges(cfg):
     """Every field in RANGES within its range (numbers finite) and every field in CHOICES one of its
     choices."""
-    values = {
-        f"{section}.{key}": value
-        for section, fields in dataclasses.asdict(cfg).items()
-        for key, value in fields.items()
-    }
+    values = flatten(dataclasses.asdict(cfg))  # section.key -> value
     for key, (test, allowed) in RANGES.items():
         value = values[key]  # an int is finite, and may be too large for a float
         if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
